@@ -1,0 +1,62 @@
+"""The batched augmentation: shape, labels, per-image randomness, seeding and background."""
+
+import torch
+
+from utils.augment import random_affine
+from utils.data import iterate_batches
+
+
+def _digits(small_splits, n=64):
+    return small_splits.train_x[:n], small_splits.train_y[:n]
+
+
+def test_shape_and_dtype_are_kept(small_splits):
+    x, _ = _digits(small_splits)
+    out = random_affine(x, 10, 0.1, fill=small_splits.background, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert not torch.equal(out, x)
+
+
+def test_augmentation_keeps_the_order_of_labels(small_splits):
+    x, y = _digits(small_splits)
+    plain = list(iterate_batches(x, y, 16, shuffle=True, generator=torch.Generator().manual_seed(3)))
+    aug = list(iterate_batches(x, y, 16, shuffle=True, generator=torch.Generator().manual_seed(3),
+                               augment={"degrees": 10, "translate": 0.1, "fill": small_splits.background}))
+    assert all(torch.equal(a[1], p[1]) for a, p in zip(aug, plain))
+
+
+def test_every_image_gets_its_own_transform(small_splits):
+    same = small_splits.train_x[:1].repeat(32, 1, 1, 1)
+    out = random_affine(same, 10, 0.1, fill=small_splits.background, generator=torch.Generator().manual_seed(0))
+    flat = out.flatten(1)
+    distinct = {tuple(row.round(decimals=4).tolist()) for row in flat}
+    assert len(distinct) == 32
+
+
+def test_the_same_seed_gives_the_same_transforms(small_splits):
+    x, _ = _digits(small_splits)
+    a = random_affine(x, 10, 0.1, generator=torch.Generator().manual_seed(7))
+    b = random_affine(x, 10, 0.1, generator=torch.Generator().manual_seed(7))
+    c = random_affine(x, 10, 0.1, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_no_rotation_and_no_shift_is_the_identity_and_blank_stays_blank(small_splits):
+    x, _ = _digits(small_splits)
+    assert torch.allclose(random_affine(x, 0, 0, fill=small_splits.background), x, atol=1e-5)
+    blank = torch.full((4, 1, 28, 28), small_splits.background)
+    assert torch.allclose(random_affine(blank, 30, 0.2, fill=small_splits.background), blank, atol=1e-5)
+
+
+def test_a_shift_moves_the_digit(small_splits):
+    # A pure shift of +translate moves ink by translate * 28 pixels; the ink's centre must follow.
+    x = small_splits.train_x[:8]
+    out = random_affine(x, 0, 0.1, fill=small_splits.background, generator=torch.Generator().manual_seed(1))
+    cols = torch.arange(28.0)
+
+    def centre(img):
+        ink = (img - small_splits.background).clamp(min=0)[:, 0].sum(1)  # N x 28 column mass
+        return (ink * cols).sum(1) / ink.sum(1)
+
+    moved = (centre(out) - centre(x)).abs()
+    assert (moved <= 0.1 * 28 + 0.6).all() and moved.max() > 0.5

@@ -1,0 +1,60 @@
+"""The final model meets the exercise's rules; the model tools report what they should."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from utils.models import FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, receptive_field
+
+
+@pytest.fixture
+def final():
+    return build_model(FINAL)
+
+
+def test_final_model_is_under_the_parameter_budgets(final):
+    n = sum(p.numel() for p in final.parameters())
+    assert n == count_parameters(final)
+    assert n < 20_000, "the exercise allows fewer than 20,000 parameters"
+    assert n < 8_000, "our goal (issue 3) is fewer than 8,000"
+
+
+def test_final_model_has_batchnorm_dropout_and_a_gap_or_fc_head(final):
+    kinds = [type(m) for m in final.modules()]
+    assert nn.BatchNorm2d in kinds
+    assert any(issubclass(k, nn.modules.dropout._DropoutNd) for k in kinds)
+    assert nn.AdaptiveAvgPool2d in kinds or nn.Linear in kinds
+
+
+def test_every_step_builds_and_maps_a_batch_to_log_probabilities():
+    x = torch.randn(5, 1, 28, 28)
+    for name, step in STEPS.items():
+        model = step.build().eval()
+        out = model(x)
+        assert out.shape == (5, 10), name
+        assert torch.allclose(out.exp().sum(1), torch.ones(5), atol=1e-5), name
+        assert (out <= 0).all(), name
+
+
+def test_every_step_respects_the_budget_and_the_epoch_limit():
+    for name, step in STEPS.items():
+        assert count_parameters(step.build()) < 20_000, name
+        assert step.config.epochs < 20, name
+
+
+def test_receptive_field_of_the_skeleton_matches_a_hand_count():
+    # conv3 -> conv3 -> pool2 -> conv3: RF 3, 5, 6, 10; sizes 26, 24, 12, 10; jump 1, 1, 2, 2
+    rows = receptive_field(Net(["c8", "c16", "M", "c16", "G"], batchnorm=False))
+    spatial = [(r["out"], r["rf"], r["jump"]) for r in rows[:5]]
+    assert spatial == [(28, 1, 1), (26, 3, 1), (24, 5, 1), (12, 6, 2), (10, 10, 2)]
+    assert rows[5]["out"] == 1 and rows[5]["rf"] == 28  # GAP sees the whole 28 x 28 image
+    assert final_receptive_field(Net(["c8", "c16", "M", "c16", "G"])) == 10
+
+
+def test_a_spec_without_a_head_or_with_an_unknown_layer_is_refused():
+    with pytest.raises(ValueError, match="must end with the GAP head"):
+        Net(["c8", "c16"])
+    with pytest.raises(ValueError, match="unknown layer"):
+        Net(["c8", "x3", "G"])
+    with pytest.raises(KeyError, match="unknown model"):
+        build_model("nope")

@@ -1,0 +1,35 @@
+"""Training settings, kept apart from the code that uses them so a recipe can be read in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fit` needs to know besides the model and the data."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (momentum, Nesterov) or "adam"
+    lr: float = 0.05  # the peak learning rate under "onecycle"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"  # "onecycle", "step" or "constant"
+    step_size: int = 5  # "step": multiply the lr by `gamma` every `step_size` epochs
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    degrees: float = 0.0  # augmentation: random rotation in +-degrees ...
+    translate: float = 0.0  # ... and random shift in +-translate of the image size
+    eval_batch_size: int = 2000
+
+    def to_dict(self) -> dict:
+        """The settings as a plain dict (for JSON result files)."""
+        return asdict(self)
+
+    @property
+    def augment(self) -> dict | None:
+        """Keyword arguments for `random_affine`, or None when augmentation is off."""
+        if not (self.degrees or self.translate):
+            return None
+        return {"degrees": self.degrees, "translate": self.translate}

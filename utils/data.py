@@ -1,0 +1,235 @@
+"""MNIST loading, the fixed 50k / 10k train / validation split, and the batch pipelines."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .augment import random_affine
+
+ENV_VAR = "MNIST_ROOT"
+"""Environment variable naming the data root (the folder that holds `MNIST/raw/*-ubyte`)."""
+
+# The S3 mirror first: yann.lecun.com has answered 403 to scripts since 2024.
+MIRRORS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+RAW_FILES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+N_TRAIN, N_VAL, N_TEST = 50_000, 10_000, 10_000
+SPLIT_SEED = 0
+"""The split is fixed for the whole project: every model sees the same 50k / 10k."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """MNIST is not on disk and could not be downloaded."""
+
+
+def _repo_root() -> Optional[Path]:
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else None
+
+
+def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: the argument, else $MNIST_ROOT, else `data/` at the repository root (or the cwd)."""
+    if root is not None:
+        return Path(root).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return (_repo_root() or Path.cwd()) / "data"
+
+
+def _raw_files_present(root: Path) -> bool:
+    raw = root / "MNIST" / "raw"
+    return all((raw / name).is_file() for name in RAW_FILES)
+
+
+def load_mnist_arrays(
+    root: str | os.PathLike | None = None, train: bool = True, download: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Raw MNIST as (uint8 images N x 28 x 28, int64 labels N), downloading it if it is missing."""
+    from torchvision.datasets import MNIST
+
+    root = resolve_data_root(root)
+    if not _raw_files_present(root):
+        if not download:
+            raise DatasetNotFoundError(_missing_message(root, "downloading is switched off"))
+        MNIST.mirrors = list(MIRRORS)
+        try:
+            MNIST(str(root), train=train, download=True)
+        except Exception as err:  # urllib, socket, checksum or permission errors alike
+            raise DatasetNotFoundError(_missing_message(root, f"the download failed ({err})")) from None
+    ds = MNIST(str(root), train=train, download=False)
+    return ds.data, ds.targets
+
+
+def _missing_message(root: Path, why: str) -> str:
+    raw = root / "MNIST" / "raw"
+    return (
+        f"MNIST was not found under {raw} and {why}.\n"
+        f"To use a copy you already have (e.g. offline), put the four files\n"
+        f"  {', '.join(RAW_FILES)}\n"
+        f"in <root>/MNIST/raw/ and pass root=<root>, or set the environment variable "
+        f"{ENV_VAR}=<root>."
+    )
+
+
+def split_indices(n: int = N_TRAIN + N_VAL, n_val: int = N_VAL, seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
+    """A fixed, seeded, disjoint split of range(n) into (train indices, validation indices)."""
+    if not 0 < n_val < n:
+        raise ValueError(f"n_val must be between 1 and n-1, got n_val={n_val}, n={n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def normalization_stats(images: Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 images, scaled to [0, 1]."""
+    x = images.to(torch.float64) / 255.0
+    return x.mean().item(), x.std().item()
+
+
+def to_normalized(images: Tensor, mean: float, std: float, device: str | torch.device = "cpu") -> Tensor:
+    """uint8 N x 28 x 28 images as a normalized float N x 1 x 28 x 28 tensor on `device`."""
+    x = images.to(device=device, dtype=torch.float32).div_(255.0).unsqueeze(1)
+    return x.sub_(mean).div_(std)
+
+
+@dataclass
+class MNISTSplits:
+    """The train and validation splits as whole tensors on one device, and their normalization."""
+
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+    mean: float
+    std: float
+    train_indices: Tensor
+    val_indices: Tensor
+
+    @property
+    def background(self) -> float:
+        """The value a blank (black) pixel has after normalization."""
+        return -self.mean / self.std
+
+
+def load_splits(
+    root: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    subset: Optional[int] = None,
+    download: bool = True,
+) -> MNISTSplits:
+    """The 50k train / 10k validation split of the official training set, normalized with train-split stats.
+
+    `subset` keeps only the first `subset` images of each split (for smoke tests); the
+    normalization constants always come from the full train split.
+    """
+    images, labels = load_mnist_arrays(root, train=True, download=download)
+    train_idx, val_idx = split_indices(len(images))
+    mean, std = normalization_stats(images[train_idx])
+    if subset is not None:
+        train_idx, val_idx = train_idx[:subset], val_idx[:subset]
+    return MNISTSplits(
+        train_x=to_normalized(images[train_idx], mean, std, device),
+        train_y=labels[train_idx].to(device),
+        val_x=to_normalized(images[val_idx], mean, std, device),
+        val_y=labels[val_idx].to(device),
+        mean=mean,
+        std=std,
+        train_indices=train_idx,
+        val_indices=val_idx,
+    )
+
+
+def load_test_set(
+    mean: float,
+    std: float,
+    root: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    download: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The official 10k test set, normalized with the train split's constants. Use it once, at the end."""
+    images, labels = load_mnist_arrays(root, train=False, download=download)
+    return to_normalized(images, mean, std, device), labels.to(device)
+
+
+def iterate_batches(
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: Optional[torch.Generator] = None,
+    augment: Optional[dict] = None,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of a whole-tensor split by index slicing, shuffled and augmented on x's device.
+
+    `augment` holds the keyword arguments of `random_affine` (degrees, translate, fill) and uses
+    the same generator, so a seeded generator makes the whole epoch reproducible.
+    """
+    n = len(x)
+    order = torch.randperm(n, device=x.device, generator=generator) if shuffle else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        else:
+            idx = order[start : start + batch_size]
+            xb, yb = x[idx], y[idx]
+        if augment:
+            xb = random_affine(xb, generator=generator, **augment)
+        yield xb, yb
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    """How many batches `iterate_batches` yields for n samples."""
+    return (n + batch_size - 1) // batch_size
+
+
+def make_dataloaders(
+    root: str | os.PathLike | None = None,
+    batch_size: int = 128,
+    degrees: float = 0.0,
+    translate: float = 0.0,
+    seed: int = 0,
+    num_workers: int = 0,
+    subset: Optional[int] = None,
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """The classic pipeline: a torchvision `MNIST` dataset, per-sample PIL transforms and `DataLoader`s.
+
+    The same split and normalization as `load_splits`; kept for comparison (see benchmarks/).
+    """
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import transforms
+    from torchvision.datasets import MNIST
+
+    root = resolve_data_root(root)
+    images, _ = load_mnist_arrays(root, train=True)
+    train_idx, val_idx = split_indices(len(images))
+    mean, std = normalization_stats(images[train_idx])
+    if subset is not None:
+        train_idx, val_idx = train_idx[:subset], val_idx[:subset]
+    steps: list = []
+    if degrees or translate:
+        steps.append(transforms.RandomAffine(degrees=degrees, translate=(translate, translate)))
+    steps += [transforms.ToTensor(), transforms.Normalize((mean,), (std,))]
+    train_ds = MNIST(str(root), train=True, transform=transforms.Compose(steps))
+    val_ds = MNIST(str(root), train=True, transform=transforms.Compose(steps[-2:]))
+    g = torch.Generator().manual_seed(seed)
+    train = DataLoader(Subset(train_ds, train_idx.tolist()), batch_size, shuffle=True, generator=g,
+                       num_workers=num_workers)
+    val = DataLoader(Subset(val_ds, val_idx.tolist()), 1000, shuffle=False, num_workers=num_workers)
+    return train, val
+
+
+def class_counts(labels: Tensor | Sequence[int], num_classes: int = 10) -> list[int]:
+    """How many samples of each class."""
+    return torch.bincount(torch.as_tensor(labels).cpu(), minlength=num_classes).tolist()

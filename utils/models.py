@@ -1,0 +1,134 @@
+"""The models on the road to the final one, their training recipes, and tools to inspect them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import TrainConfig
+
+
+class Net(nn.Module):
+    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels, `t8` 1x1 conv, `M` max-pool, `G` GAP head.
+
+    Every `c` and `t` layer is conv -> (BatchNorm) -> ReLU, followed by Dropout once the maps are
+    small (after the first max-pool, where most of the weights live and dropout costs little time),
+    except the last conv before the head. `G` averages each channel over the whole map (GAP), then
+    a 1x1 conv maps the channels to the 10 classes. The output is log-probabilities (N x 10).
+    """
+
+    def __init__(self, spec: Sequence[str], batchnorm: bool = True, dropout: float = 0.0, num_classes: int = 10):
+        super().__init__()
+        if not spec or spec[-1] != "G":
+            raise ValueError(f"a spec must end with the GAP head 'G', got {list(spec)}")
+        self.spec = list(spec)
+        layers: list[nn.Module] = []
+        channels = 1
+        last_conv = max(i for i, s in enumerate(spec) if s[0] in "ct")
+        pooled = False
+        for i, token in enumerate(spec[:-1]):
+            kind = token[0]
+            if kind == "M":
+                layers.append(nn.MaxPool2d(2))
+                pooled = True
+                continue
+            if kind not in "ct":
+                raise ValueError(f"unknown layer {token!r} in spec (use cN, tN, M or G)")
+            out = int(token[1:])
+            k = 3 if kind == "c" else 1
+            layers.append(nn.Conv2d(channels, out, k, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.ReLU())
+            if dropout and pooled and i != last_conv:
+                layers.append(nn.Dropout(dropout))
+            channels = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, num_classes, 1, bias=False), nn.Flatten()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(self.layers(x), dim=1)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step on the road to the final model: its architecture and how it is trained."""
+
+    name: str
+    spec: tuple[str, ...]
+    batchnorm: bool
+    dropout: float
+    config: TrainConfig
+
+    def build(self) -> Net:
+        """A freshly initialised model of this step."""
+        return Net(self.spec, self.batchnorm, self.dropout)
+
+
+_BASE_SPEC = ("c8", "c16", "M", "c16", "G")
+_FINAL_SPEC = ("c8", "c16", "M", "t8", "c10", "c14", "c16", "c16", "G")
+_ADAM = TrainConfig(optimizer="adam", lr=1e-3, schedule="constant")
+_AUGMENT = dict(degrees=10.0, translate=0.1)
+
+STEPS: dict[str, Step] = {
+    s.name: s
+    for s in [
+        Step("1_skeleton", _BASE_SPEC, False, 0.0, _ADAM),
+        Step("2_deeper", _FINAL_SPEC, False, 0.0, _ADAM),
+        Step("3_batchnorm", _FINAL_SPEC, True, 0.0, _ADAM),
+        Step("4_dropout", _FINAL_SPEC, True, 0.05, _ADAM),
+        Step("5_augmentation", _FINAL_SPEC, True, 0.05, replace(_ADAM, **_AUGMENT)),
+        Step("6_onecycle", _FINAL_SPEC, True, 0.05,
+             TrainConfig(optimizer="sgd", lr=0.1, schedule="onecycle", **_AUGMENT)),
+    ]
+}
+"""The architecture iterations, in order; the last one is the final model."""
+
+FINAL = "6_onecycle"
+BASELINE = "1_skeleton"
+
+
+def build_model(name: str = FINAL, seed: int | None = None) -> Net:
+    """A fresh model of the named step (default: the final one); `seed` fixes its initial weights."""
+    if name not in STEPS:
+        raise KeyError(f"unknown model {name!r}; choose one of {', '.join(STEPS)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    return STEPS[name].build()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def final_receptive_field(model: nn.Module, input_size: int = 28) -> int:
+    """The receptive field of the last spatial layer before the global average pooling."""
+    rows = receptive_field(model, input_size)
+    gap = next(i for i, r in enumerate(rows) if "AdaptiveAvgPool2d" in r["layer"])
+    return rows[gap - 1]["rf"]
+
+
+def receptive_field(model: nn.Module, input_size: int = 28) -> list[dict]:
+    """Per spatial layer: output size, receptive field and jump (the input-pixel stride of one output step)."""
+    size, rf, jump = input_size, 1, 1
+    rows = [{"layer": "input", "out": size, "rf": rf, "jump": jump}]
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            p = m.padding if isinstance(m.padding, int) else m.padding[0]
+        elif isinstance(m, nn.AdaptiveAvgPool2d):
+            k, s, p = size, 1, 0
+        else:
+            continue
+        rf += (k - 1) * jump
+        jump *= s
+        size = (size + 2 * p - k) // s + 1
+        rows.append({"layer": f"{name} {type(m).__name__}", "out": size, "rf": rf, "jump": jump})
+    return rows
