@@ -35,9 +35,13 @@ class DatasetNotFoundError(FileNotFoundError):
     """MNIST is not on disk and could not be downloaded."""
 
 
-def _repo_root() -> Optional[Path]:
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() else None
+def repo_root() -> Optional[Path]:
+    """The repository's folder: the package's parent (editable install), else the cwd or one of its parents."""
+    cwd = Path.cwd().resolve()
+    for folder in (Path(__file__).resolve().parent.parent, cwd, *cwd.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "utils").is_dir():
+            return folder
+    return None
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -46,7 +50,7 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
         return Path(root).expanduser()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    return (_repo_root() or Path.cwd()) / "data"
+    return (repo_root() or Path.cwd()) / "data"
 
 
 def _raw_files_present(root: Path) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn as nn
@@ -39,6 +41,25 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Let glibc keep freed memory instead of returning it to the OS after every batch.
+
+    Training allocates and frees the same few-MB activation buffers on every batch; with glibc's
+    defaults each one is a fresh mmap + page faults + munmap, which cost a third of the time on a
+    2-core CPU. Raising the mmap and trim thresholds (as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_
+    would) removes that. Returns False where it does not apply (not Linux/glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = libc.mallopt(m_mmap_threshold, 1 << 30) or libc.mallopt(m_mmap_threshold, 32 << 20)
+    return bool(ok and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def pick_device(preferred: Optional[str] = None) -> torch.device:
@@ -75,34 +96,30 @@ def make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
 
 def train_one_epoch(
     model: nn.Module,
-    x: Tensor,
-    y: Tensor,
+    batches: Iterable[tuple[Tensor, Tensor]],
     optimizer: torch.optim.Optimizer,
-    scheduler,
-    config: TrainConfig,
-    generator: torch.Generator,
-    fill: float = 0.0,
+    scheduler=None,
+    label_smoothing: float = 0.0,
     progress: bool = True,
     desc: str = "train",
+    total: Optional[int] = None,
 ) -> tuple[float, float]:
-    """One pass over (x, y) in shuffled, augmented batches; returns (mean loss, accuracy)."""
+    """One pass over the batches (any iterable of (images, labels): tensors or a DataLoader); (mean loss, acc)."""
     model.train()
-    augment = dict(config.augment, fill=fill) if config.augment else None
-    total_loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    batches = iterate_batches(x, y, config.batch_size, shuffle=True, generator=generator, augment=augment)
-    for xb, yb in tqdm(batches, total=num_batches(len(x), config.batch_size), desc=desc,
-                       leave=False, disable=not progress):
+    total_loss, correct, n = 0.0, 0, 0
+    for xb, yb in tqdm(batches, total=total, desc=desc, leave=False, disable=not progress):
         log_probs = model(xb)
-        loss = F.cross_entropy(log_probs, yb, label_smoothing=config.label_smoothing)
+        loss = F.cross_entropy(log_probs, yb, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         # Accumulate on the device: no host sync per batch.
-        total_loss += loss.detach() * len(yb)
-        correct += (log_probs.argmax(1) == yb).sum()
-    return total_loss.item() / len(x), correct.item() / len(x)
+        total_loss = total_loss + loss.detach() * len(yb)
+        correct = correct + (log_probs.argmax(1) == yb).sum()
+        n += len(yb)
+    return float(total_loss) / n, int(correct) / n
 
 
 @torch.no_grad()
@@ -113,10 +130,21 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
 
 
 @torch.no_grad()
+def evaluate_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels)."""
+    model.eval()
+    total_loss, correct, n = 0.0, 0, 0
+    for xb, yb in batches:
+        log_probs = model(xb)
+        total_loss += F.nll_loss(log_probs, yb, reduction="sum").item()
+        correct += (log_probs.argmax(1) == yb).sum().item()
+        n += len(yb)
+    return total_loss / n, correct / n
+
+
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> tuple[float, float]:
-    """(mean loss, accuracy) of the model in eval mode."""
-    log_probs = predict(model, x, batch_size)
-    return F.nll_loss(log_probs, y).item(), (log_probs.argmax(1) == y).float().mean().item()
+    """(mean loss, accuracy) of the model in eval mode on whole tensors."""
+    return evaluate_batches(model, iterate_batches(x, y, batch_size))
 
 
 def fit(
@@ -137,20 +165,25 @@ def fit(
     they are also written to `checkpoint_path` when one is given. The test set is not touched.
     """
     device = splits.train_x.device
+    if device.type == "cpu":
+        tune_cpu_allocator()
     seed_everything(seed)
     # channels-last memory layout: ~12 % faster convolutions on the CPU, no slower on a GPU.
     model.to(device, memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(seed)
     steps = num_batches(len(splits.train_x), config.batch_size)
     optimizer, scheduler = make_optimizer(model, config, steps)
+    augment = dict(config.augment, fill=splits.background) if config.augment else None
     history: dict = {k: [] for k in HISTORY_COLUMNS}
     best_key, best_state = None, None
     for epoch in range(1, config.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
+        batches = iterate_batches(splits.train_x, splits.train_y, config.batch_size, shuffle=True,
+                                  generator=generator, augment=augment)
         train_loss, train_acc = train_one_epoch(
-            model, splits.train_x, splits.train_y, optimizer, scheduler, config, generator,
-            fill=splits.background, progress=progress, desc=f"epoch {epoch}/{config.epochs}")
+            model, batches, optimizer, scheduler, config.label_smoothing, progress=progress,
+            desc=f"epoch {epoch}/{config.epochs}", total=steps)
         val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y, config.eval_batch_size)
         seconds = time.perf_counter() - start
         for k, v in zip(HISTORY_COLUMNS, (epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)):

@@ -73,7 +73,7 @@ class Step:
 _BASE_SPEC = ("c8", "c16", "M", "c16", "G")
 _FINAL_SPEC = ("c8", "c16", "M", "t8", "c10", "c14", "c16", "c16", "G")
 _ADAM = TrainConfig(optimizer="adam", lr=1e-3, schedule="constant")
-_AUGMENT = dict(degrees=10.0, translate=0.1)
+_AUGMENT = dict(degrees=7.0, translate=0.05)  # chosen on validation over (10, 0.1) and (7, 0)
 
 STEPS: dict[str, Step] = {
     s.name: s

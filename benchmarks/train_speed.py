@@ -1,0 +1,287 @@
+"""Training-speed benchmark: the whole-tensor pipeline against the classic DataLoader pipeline.
+
+    python -m benchmarks.train_speed                  # modes pipeline + tweaks (a few minutes)
+    python -m benchmarks.train_speed --mode full      # + full trainings: final recipe vs baseline recipe
+
+Every measurement runs in a fresh subprocess (so peak memory and allocator settings belong to one
+measurement), the two pipelines alternate, and the results are merged into benchmarks/results.json
+together with the markdown table that the README shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "results.json"
+EPOCH_BATCHES = 391  # 50,000 images / 128
+
+
+def _augment() -> dict:
+    from utils.models import FINAL, STEPS
+
+    return STEPS[FINAL].config.augment
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# ---------------------------------------------------------------- workers (one per subprocess)
+
+def worker_pipeline(kind: str, batches: int, warmup: int = 5, tuned: bool = False, data_root=None) -> dict:
+    """Time `batches` training steps of the baseline model through one pipeline, with augmentation."""
+    from utils.data import iterate_batches, load_splits, make_dataloaders
+    from utils.engine import make_optimizer, seed_everything, train_one_epoch, tune_cpu_allocator
+    from utils.models import BASELINE, STEPS
+
+    if tuned:
+        tune_cpu_allocator()
+    seed_everything(0)
+    step = STEPS[BASELINE]
+    model = step.build()
+    opt, sched = make_optimizer(model, step.config, EPOCH_BATCHES)
+    if kind == "dataloader":
+        loader, _ = make_dataloaders(data_root, 128, **_augment(), seed=0)
+        it = iter(loader)
+    else:
+        splits = load_splits(data_root)
+        augment = dict(_augment(), fill=splits.background)
+        it = iterate_batches(splits.train_x, splits.train_y, 128, shuffle=True,
+                             generator=torch.Generator().manual_seed(0), augment=augment)
+    train_one_epoch(model, (next(it) for _ in range(warmup)), opt, sched, progress=False)
+    start = time.perf_counter()
+    train_one_epoch(model, (next(it) for _ in range(batches)), opt, sched, progress=False)
+    seconds = time.perf_counter() - start
+    return {"seconds_per_batch": seconds / batches, "peak_rss_mb": _peak_rss_mb()}
+
+
+def worker_tweak(tweak: str, batches: int, data_root=None) -> dict:
+    """Training images per second of the final model on the tensor pipeline under one setting."""
+    import torch.nn as nn
+
+    from utils.data import iterate_batches, load_splits
+    from utils.engine import evaluate, make_optimizer, seed_everything, train_one_epoch, tune_cpu_allocator
+    from utils.models import FINAL, STEPS
+
+    step = STEPS[FINAL]
+    config = step.config
+    if tweak != "plain":
+        tune_cpu_allocator()
+    if tweak == "1 thread":
+        torch.set_num_threads(1)
+    if tweak == "batch 256":
+        config = replace(config, batch_size=256)
+    seed_everything(0)
+    model = step.build()
+    if tweak == "per-pixel dropout before the pool too":
+        layers = list(model.layers)
+        relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)][:2]
+        for i in reversed(relus):
+            layers.insert(i + 1, nn.Dropout(step.dropout))
+        model.layers = nn.Sequential(*layers)
+    if tweak not in ("plain", "allocator"):
+        model = model.to(memory_format=torch.channels_last)
+    if tweak == "torch.compile":
+        model = torch.compile(model)
+    splits = load_splits(data_root)
+    opt, sched = make_optimizer(model, config, EPOCH_BATCHES)
+    augment = dict(config.augment, fill=splits.background)
+    it = iterate_batches(splits.train_x, splits.train_y, config.batch_size, shuffle=True,
+                         generator=torch.Generator().manual_seed(0), augment=augment)
+    train_one_epoch(model, (next(it) for _ in range(5)), opt, sched, progress=False)
+    n = batches * 128 // config.batch_size
+    start = time.perf_counter()
+    train_one_epoch(model, (next(it) for _ in range(n)), opt, sched, progress=False)
+    train_ips = n * config.batch_size / (time.perf_counter() - start)
+    evals = {}
+    for bs in (500, 2000, 10000):
+        start = time.perf_counter()
+        evaluate(model, splits.val_x, splits.val_y, bs)
+        evals[bs] = time.perf_counter() - start
+    return {"train_images_per_s": train_ips, "val_seconds_by_batch": evals, "peak_rss_mb": _peak_rss_mb()}
+
+
+def worker_full(kind: str, data_root=None) -> dict:
+    """A whole training: the final recipe (tensor pipeline) or the baseline recipe (DataLoader, no augmentation)."""
+    from utils.data import load_splits, load_test_set, make_dataloaders
+    from utils.engine import (evaluate, evaluate_batches, fit, make_optimizer, seed_everything,
+                              train_one_epoch)
+    from utils.models import BASELINE, FINAL, STEPS, build_model
+
+    start = time.perf_counter()
+    if kind == "final":
+        splits = load_splits(data_root)
+        model = build_model(FINAL, seed=1)
+        history = fit(model, splits, STEPS[FINAL].config, seed=1, progress=False, log=None)
+        val_acc = history["best_val_acc"]
+        seconds = time.perf_counter() - start
+        test_x, test_y = load_test_set(splits.mean, splits.std, data_root)
+        test_acc = evaluate(model, test_x, test_y)[1]
+        epochs = STEPS[FINAL].config.epochs
+    else:
+        config = STEPS[BASELINE].config
+        seed_everything(1)
+        model = build_model(BASELINE, seed=1)
+        train, val = make_dataloaders(data_root, config.batch_size, seed=1)
+        opt, sched = make_optimizer(model, config, len(train))
+        for _ in range(config.epochs):
+            train_one_epoch(model, train, opt, sched, progress=False)
+            val_acc = evaluate_batches(model, val)[1]
+        seconds = time.perf_counter() - start
+        test_acc, epochs = None, config.epochs
+    return {"seconds": seconds, "epochs": epochs, "val_acc": val_acc, "test_acc": test_acc,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+WORKERS = {"pipeline": worker_pipeline, "tweak": worker_tweak, "full": worker_full}
+
+
+def run_worker(name: str, **kwargs) -> dict:
+    """Run one worker in a fresh Python process and return its result."""
+    cmd = [sys.executable, "-m", "benchmarks.train_speed", "--worker", json.dumps({"name": name, **kwargs})]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {name} {kwargs} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- modes
+
+def mode_pipeline(rounds: int, batches: int, data_root) -> dict:
+    """(a) DataLoader + per-sample PIL transforms vs (b) whole tensors + batched augmentation, alternating."""
+    runs: dict[str, list] = {"dataloader": [], "tensor": []}
+    for r in range(rounds):
+        for kind in ("dataloader", "tensor"):
+            res = run_worker("pipeline", kind=kind, batches=batches, data_root=data_root)
+            runs[kind].append(res)
+            print(f"round {r + 1}/{rounds} {kind:10s} {res['seconds_per_batch'] * EPOCH_BATCHES:6.1f} s/epoch",
+                  flush=True)
+    summary = {}
+    for kind, rs in runs.items():
+        spe = statistics.median(x["seconds_per_batch"] for x in rs) * EPOCH_BATCHES
+        summary[kind] = {"seconds_per_epoch_median": spe, "images_per_s": 50_000 / spe,
+                         "peak_rss_mb": max(x["peak_rss_mb"] for x in rs),
+                         "seconds_per_epoch_all": [x["seconds_per_batch"] * EPOCH_BATCHES for x in rs]}
+    summary["ratio"] = summary["dataloader"]["seconds_per_epoch_median"] / summary["tensor"]["seconds_per_epoch_median"]
+    summary["setup"] = {"model": "1_skeleton", "batch_size": 128, "augment": _augment(), "batches": batches,
+                        "rounds": rounds}
+    return summary
+
+
+TWEAKS = ["plain", "allocator", "channels-last", "1 thread", "batch 256", "torch.compile",
+          "per-pixel dropout before the pool too"]
+
+
+def mode_tweaks(batches: int, data_root) -> dict:
+    """Each setting tried on the final model, one subprocess each; cumulative from 'plain' to 'channels-last'."""
+    return {t: run_worker("tweak", tweak=t, batches=batches, data_root=data_root) for t in TWEAKS}
+
+
+def mode_full(data_root) -> dict:
+    """Full trainings, baseline recipe first, then the final recipe."""
+    res = {}
+    for kind in ("baseline", "final"):
+        res[kind] = run_worker("full", kind=kind, data_root=data_root)
+        print(f"{kind}: {res[kind]['seconds']:.0f} s, val acc {res[kind]['val_acc']:.4f}", flush=True)
+    res["ratio"] = res["final"]["seconds"] / res["baseline"]["seconds"]
+    return res
+
+
+def markdown(results: dict) -> str:
+    """The README's table of what was measured."""
+    lines = []
+    env = results.get("environment", {})
+    p = results.get("pipeline")
+    if p:
+        lines += [
+            f"Measured by `python -m benchmarks.train_speed` on {env.get('machine', '?')} "
+            f"({env.get('cpu_count', '?')} CPU threads, torch {env.get('torch', '?')}, no GPU). "
+            f"Same model (`1_skeleton`), same augmentation (±{p['setup']['augment']['degrees']:g}°, "
+            f"±{100 * p['setup']['augment']['translate']:g} % shift), batch 128, "
+            f"median of {p['setup']['rounds']} alternating rounds of {p['setup']['batches']} batches:",
+            "",
+            "| Pipeline | s / epoch | images / s | peak memory |",
+            "|---|---|---|---|",
+        ]
+        for kind, label in (("dataloader", "(a) `DataLoader` + torchvision per-sample transforms"),
+                            ("tensor", "(b) whole split as one tensor + batched `affine_grid` augmentation")):
+            s = p[kind]
+            lines.append(f"| {label} | {s['seconds_per_epoch_median']:.1f} | {s['images_per_s']:.0f} | "
+                         f"{s['peak_rss_mb']:.0f} MB |")
+        lines += ["", f"**(b) is {p['ratio']:.2f}x faster than (a)** (goal: >= 3x)."]
+    f = results.get("full")
+    if f:
+        b, fi = f["baseline"], f["final"]
+        lines += [
+            "",
+            "Full trainings, same process order every time (baseline first):",
+            "",
+            "| Recipe | epochs | seconds | val acc | peak memory |",
+            "|---|---|---|---|---|",
+            f"| baseline: `1_skeleton`, Adam, `DataLoader`, no augmentation | {b['epochs']} | {b['seconds']:.0f} | "
+            f"{100 * b['val_acc']:.2f} % | {b['peak_rss_mb']:.0f} MB |",
+            f"| final: `6_onecycle`, SGD + OneCycle, tensors, augmentation | {fi['epochs']} | {fi['seconds']:.0f} | "
+            f"{100 * fi['val_acc']:.2f} % (test {100 * fi['test_acc']:.2f} %) | {fi['peak_rss_mb']:.0f} MB |",
+            "",
+            f"**The final recipe takes {f['ratio']:.2f} of the baseline's time** (goal: <= 0.33).",
+        ]
+    t = results.get("tweaks")
+    if t:
+        base = t["plain"]["train_images_per_s"]
+        lines += ["", "What was tried on the final model (training images / s on the tensor pipeline, "
+                  "one fresh process each; 'allocator' and later rows include the allocator setting, "
+                  "rows after 'channels-last' include channels-last):", "",
+                  "| Setting | train images / s | vs plain | val pass (10k) at eval batch 500 / 2000 / 10000 |",
+                  "|---|---|---|---|"]
+        for name, r in t.items():
+            ev = r["val_seconds_by_batch"]
+            evs = " / ".join(f"{ev[k]:.2f} s" for k in ("500", "2000", "10000"))
+            lines.append(f"| {name} | {r['train_images_per_s']:.0f} | {r['train_images_per_s'] / base:.2f}x | {evs} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the chosen modes and merge their results into the JSON file."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
+    ap.add_argument("--mode", nargs="+", default=["pipeline", "tweaks"], choices=["pipeline", "tweaks", "full"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batches", type=int, default=60, help="timed batches per measurement")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        spec = json.loads(args.worker)
+        print(json.dumps(WORKERS[spec.pop("name")](**spec)))
+        return 0
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results["environment"] = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                              "cpu_count": torch.get_num_threads(), "torch": torch.__version__,
+                              "python": platform.python_version()}
+    if "pipeline" in args.mode:
+        results["pipeline"] = mode_pipeline(args.rounds, args.batches, args.data_root)
+    if "tweaks" in args.mode:
+        results["tweaks"] = mode_tweaks(args.batches, args.data_root)
+    if "full" in args.mode:
+        results["full"] = mode_full(args.data_root)
+    results["markdown"] = markdown(results)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(results["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
