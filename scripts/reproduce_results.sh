@@ -15,6 +15,12 @@ for seed in 1 2 3 4 5; do
   train --model 6_onecycle --seed "$seed" > "results/6_onecycle_seed$seed.log" 2>&1 &
   [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
 done
+# The stretch model (< 20,000 parameters), five seeds.
+for seed in 1 2 3 4 5; do
+  train --model 7_stretch --seed "$seed" > "results/7_stretch_seed$seed.log" 2>&1 &
+  [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
+done
 wait
 python -m utils.train --model 6_onecycle --seeds 1 2 3 4 5 --summarize --out results
+python -m utils.train --model 7_stretch --seeds 1 2 3 4 5 --summarize --out results
 python -m utils.report

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from utils.config import TrainConfig
-from utils.engine import CheckpointError, evaluate, fit, load_checkpoint, pick_device, save_checkpoint
+from utils.engine import (CheckpointError, evaluate, fit, load_checkpoint, load_trained_model, pick_device,
+                          save_checkpoint)
 from utils.models import FINAL, STEPS, build_model
 
 SHORT = replace(STEPS[FINAL].config, epochs=2, batch_size=64)
@@ -42,8 +43,7 @@ def test_fit_keeps_the_best_on_validation_weights(small_splits, tmp_path):
     assert h["best_val_acc"] == max(h["val_acc"]) == h["val_acc"][best - 1]
     _, acc = evaluate(model, small_splits.val_x, small_splits.val_y)
     assert acc == pytest.approx(h["best_val_acc"])
-    reloaded = build_model()
-    info = load_checkpoint(tmp_path / "m.pt", reloaded)
+    reloaded, info = load_trained_model(tmp_path / "m.pt")
     assert info["model_name"] == FINAL and info["info"]["best_epoch"] == best
     assert evaluate(reloaded, small_splits.val_x, small_splits.val_y)[1] == pytest.approx(acc)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # the temp file was renamed, none left behind

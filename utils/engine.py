@@ -230,9 +230,7 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | torch.device = "cpu") -> dict:
-    """Load weights saved by `save_checkpoint` into `model`; returns the checkpoint's other fields."""
-    path = Path(path)
+def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one first (python -m utils.train) or fix the path")
     try:
@@ -243,6 +241,13 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | tor
             f"delete it and train again (python -m utils.train)") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} was not written by utils.engine.save_checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | torch.device = "cpu") -> dict:
+    """Load weights saved by `save_checkpoint` into `model`; returns the checkpoint's other fields."""
+    path = Path(path)
+    payload = _read_checkpoint(path, device)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -253,3 +258,14 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | tor
             f"named in the checkpoint: utils.models.build_model({payload.get('model_name')!r})") from None
     model.to(device)
     return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The model named in a checkpoint, built and loaded with its weights, and the checkpoint's other fields."""
+    from .models import STEPS, build_model
+
+    name = _read_checkpoint(Path(path), "cpu").get("model_name")
+    if name not in STEPS:
+        raise CheckpointError(f"{path} names model {name!r}, which utils.models does not define")
+    model = build_model(name)
+    return model, load_checkpoint(path, model, device)
