@@ -58,7 +58,7 @@ def show_digits(
         ax.axis("off")
         if i >= len(images):
             continue
-        ax.imshow(images[i], cmap="gray_r")
+        ax.imshow(images[i].numpy(), cmap="gray_r")
         if titles:
             ax.set_title(titles[i], fontsize=8, color=title_colors[i] if title_colors else "black")
     if suptitle:
@@ -74,7 +74,7 @@ def plot_confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10, ax=
         _, ax = plt.subplots(figsize=(6, 5.5))
     off = cm.clone().float()
     off.fill_diagonal_(float("nan"))  # colour the errors; the diagonal would swamp the scale
-    im = ax.imshow(off, cmap="Reds")
+    im = ax.imshow(off.numpy(), cmap="Reds")
     for i in range(num_classes):
         for j in range(num_classes):
             if cm[i, j]:
