@@ -72,7 +72,8 @@ def seeds_table(results: Path = RESULTS, model: str = FINAL) -> str:
     rows.append(["**mean ± std**", f"**{pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])}**",
                  pct(s["val_acc_mean"]), "", ""])
     table = markdown_table(["Seed", "Test acc", "Best val acc", "Chosen epoch", "Seconds"], rows)
-    return table + f"\n\nTrained with torch {s['torch']} on `{s['device']}`; min {pct(s['test_acc_min'])}, " \
+    where = f"`{s['device']}`" + (f", {s['cpu_threads']} thread(s) per run" if s.get("cpu_threads") else "")
+    return table + f"\n\nTrained with torch {s['torch']} on {where}; min {pct(s['test_acc_min'])}, " \
                    f"max {pct(s['test_acc_max'])}."
 
 

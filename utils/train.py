@@ -111,6 +111,7 @@ def summarize_seeds(runs: Sequence[dict]) -> dict:
         "val_acc_mean": statistics.mean(r["best_val_acc"] for r in runs),
         "torch": runs[0]["torch"],
         "device": runs[0]["device"],
+        "cpu_threads": runs[0].get("cpu_threads"),
     }
 
 
