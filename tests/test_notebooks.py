@@ -36,3 +36,10 @@ def test_notebook_is_committed_with_outputs_badge_parameters_and_summary(name):
     assert sum(bool(c["outputs"]) for c in code) >= len(code) // 2
     assert "## Summary" in "".join(cells[-1]["source"]) or "## Summary" in "".join(cells[-2]["source"])
     assert not any("sys.path" in "".join(c["source"]) for c in code)
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_the_readme_links_each_notebook_with_a_colab_badge(name):
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    line = next((ln for ln in readme.splitlines() if f"(notebooks/{name})" in ln), "")
+    assert "colab.research.google.com/github/" in line and f"/notebooks/{name})" in line

@@ -75,11 +75,12 @@ def plot_confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10, ax=
     off = cm.clone().float()
     off.fill_diagonal_(float("nan"))  # colour the errors; the diagonal would swamp the scale
     im = ax.imshow(off.numpy(), cmap="Reds")
+    dark = 0.6 * off.nan_to_num(0).max().item()
     for i in range(num_classes):
         for j in range(num_classes):
             if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="black" if i != j else "tab:green")
+                color = "tab:green" if i == j else "white" if cm[i, j] > dark else "black"
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(num_classes))
     ax.set_yticks(range(num_classes))
     ax.set_xlabel("predicted")
