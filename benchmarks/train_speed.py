@@ -40,14 +40,12 @@ def _peak_rss_mb() -> float:
 
 # ---------------------------------------------------------------- workers (one per subprocess)
 
-def worker_pipeline(kind: str, batches: int, warmup: int = 5, tuned: bool = False, data_root=None) -> dict:
+def worker_pipeline(kind: str, batches: int, warmup: int = 5, data_root=None) -> dict:
     """Time `batches` training steps of the baseline model through one pipeline, with augmentation."""
     from utils.data import iterate_batches, load_splits, make_dataloaders
-    from utils.engine import make_optimizer, seed_everything, train_one_epoch, tune_cpu_allocator
+    from utils.engine import make_optimizer, seed_everything, train_one_epoch
     from utils.models import BASELINE, STEPS
 
-    if tuned:
-        tune_cpu_allocator()
     seed_everything(0)
     step = STEPS[BASELINE]
     model = step.build()
