@@ -127,6 +127,17 @@ class MNISTSplits:
         return -self.mean / self.std
 
 
+def _split_and_stats(
+    images: Tensor, subset: Optional[int] = None
+) -> tuple[Tensor, Tensor, float, float]:
+    """Train and validation indices (first `subset` of each, if given) and the full train split's mean and std."""
+    train_idx, val_idx = split_indices(len(images))
+    mean, std = normalization_stats(images[train_idx])
+    if subset is not None:
+        train_idx, val_idx = train_idx[:subset], val_idx[:subset]
+    return train_idx, val_idx, mean, std
+
+
 def load_splits(
     root: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
@@ -139,10 +150,7 @@ def load_splits(
     normalization constants always come from the full train split.
     """
     images, labels = load_mnist_arrays(root, train=True, download=download)
-    train_idx, val_idx = split_indices(len(images))
-    mean, std = normalization_stats(images[train_idx])
-    if subset is not None:
-        train_idx, val_idx = train_idx[:subset], val_idx[:subset]
+    train_idx, val_idx, mean, std = _split_and_stats(images, subset)
     return MNISTSplits(
         train_x=to_normalized(images[train_idx], mean, std, device),
         train_y=labels[train_idx].to(device),
@@ -203,6 +211,7 @@ def make_dataloaders(
     batch_size: int = 128,
     degrees: float = 0.0,
     translate: float = 0.0,
+    scale: float = 0.0,
     seed: int = 0,
     num_workers: int = 0,
     subset: Optional[int] = None,
@@ -217,13 +226,11 @@ def make_dataloaders(
 
     root = resolve_data_root(root)
     images, _ = load_mnist_arrays(root, train=True)
-    train_idx, val_idx = split_indices(len(images))
-    mean, std = normalization_stats(images[train_idx])
-    if subset is not None:
-        train_idx, val_idx = train_idx[:subset], val_idx[:subset]
+    train_idx, val_idx, mean, std = _split_and_stats(images, subset)
     steps: list = []
-    if degrees or translate:
-        steps.append(transforms.RandomAffine(degrees=degrees, translate=(translate, translate)))
+    if degrees or translate or scale:
+        steps.append(transforms.RandomAffine(degrees=degrees, translate=(translate, translate),
+                                             scale=(1 - scale, 1 + scale) if scale else None))
     steps += [transforms.ToTensor(), transforms.Normalize((mean,), (std,))]
     train_ds = MNIST(str(root), train=True, transform=transforms.Compose(steps))
     val_ds = MNIST(str(root), train=True, transform=transforms.Compose(steps[-2:]))
