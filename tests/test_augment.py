@@ -1,4 +1,4 @@
-"""The batched augmentation: shape, labels, per-image randomness, seeding and background."""
+"""The batched augmentation: shape, labels, per-image randomness, seeding, background, shift and zoom."""
 
 import torch
 
@@ -60,3 +60,20 @@ def test_a_shift_moves_the_digit(small_splits):
 
     moved = (centre(out) - centre(x)).abs()
     assert (moved <= 0.1 * 28 + 0.6).all() and moved.max() > 0.5
+
+
+def test_a_zoom_changes_the_size_of_the_digit_within_the_bound(small_splits):
+    # Zoom only: the ink's spread around its centre grows or shrinks by the factor, at most 1 +- scale.
+    x = small_splits.train_x[:16]
+    out = random_affine(x, 0, 0, fill=small_splits.background, scale=0.2, generator=torch.Generator().manual_seed(2))
+
+    def spread(img):
+        ink = (img - small_splits.background).clamp(min=0)[:, 0]
+        r = torch.arange(28.0) - 13.5
+        d2 = r[None, :] ** 2 + r[:, None] ** 2
+        return ((ink * d2).sum((1, 2)) / ink.sum((1, 2))).sqrt()
+
+    factor = spread(out) / spread(x)
+    assert (factor > 0.75).all() and (factor < 1.27).all()
+    assert factor.max() - factor.min() > 0.1  # each image its own zoom
+

@@ -20,7 +20,8 @@ class TrainConfig:
     gamma: float = 0.1
     label_smoothing: float = 0.0
     degrees: float = 0.0  # augmentation: random rotation in +-degrees ...
-    translate: float = 0.0  # ... and random shift in +-translate of the image size
+    translate: float = 0.0  # ... and random shift in +-translate of the image size ...
+    scale: float = 0.0  # ... and random zoom in 1 +- scale
     eval_batch_size: int = 2000
 
     def to_dict(self) -> dict:
@@ -30,6 +31,7 @@ class TrainConfig:
     @property
     def augment(self) -> dict | None:
         """Keyword arguments for `random_affine`, or None when augmentation is off."""
-        if not (self.degrees or self.translate):
+        if not (self.degrees or self.translate or self.scale):
             return None
-        return {"degrees": self.degrees, "translate": self.translate}
+        kwargs = {"degrees": self.degrees, "translate": self.translate}
+        return dict(kwargs, scale=self.scale) if self.scale else kwargs
