@@ -48,6 +48,16 @@ def test_the_readme_shows_what_the_result_files_say():
     assert "<!-- begin:requirements -->\n|" in readme  # the tables are filled, not empty
 
 
+def test_the_recipe_variations_were_judged_on_validation_only_within_the_rules():
+    files = sorted((RESULTS / "tried").glob("*_seed*.json"))
+    assert files, "results/tried/ holds the variations the README's table shows"
+    for path in files:
+        r = json.loads(path.read_text())
+        assert not any("test" in k for k in r), f"{path.name}: a variation must never see the test set"
+        assert len(r["val"]) <= 15 and r["params"] < 8000 and r["dropout"] > 0, path.name
+        assert r["best_val"] == max(r["val"]) == r["val"][r["best_epoch"] - 1], path.name
+
+
 @pytest.mark.slow
 def test_full_training_from_scratch_reaches_99_4_on_test_in_15_epochs(data_root, tmp_path):
     """The claim itself, re-proved on every CI run: several minutes on a 2-core CPU."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .data import repo_root
-from .models import FINAL, STEPS, STRETCH
+from .models import FINAL, STEPS, STRETCH, TUNING_BASE, build_model, count_parameters
 
 ROOT = repo_root() or Path.cwd()
 RESULTS = ROOT / "results"
@@ -117,8 +117,34 @@ def stretch_table(results: Path = RESULTS) -> str:
             f"(mean >= 99.60 %) **{verdict}**.\n\n" + seeds_table(results, STRETCH))
 
 
+def tried_table(results: Path = RESULTS) -> str:
+    """Variations of the road's final recipe (scripts/try_recipes.py): best validation accuracy per seed, and the change."""
+    runs: dict[str, dict] = {}
+    for path in sorted((results / "tried").glob("*_seed*.json")):
+        r = read_json(path)
+        runs.setdefault(r["name"], {"change": r["change"], "params": r["params"], "val": {}})["val"][r["seed"]] = \
+            r["best_val"]
+    if not runs:
+        return "_No variations tried yet: run `python scripts/try_recipes.py`._"
+    seeds = sorted({s for v in runs.values() for s in v["val"]})
+    final = {s: read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in seeds}
+    base = {s: r["best_val_acc"] for s, r in final.items() if r is not None}
+    rows = [[f"`{TUNING_BASE}` as it is", f"{count_parameters(build_model(TUNING_BASE)):,}"]
+            + [pct(base[s]) if s in base else "" for s in seeds]
+            + [pct(sum(base.values()) / len(base)) if base else "", ""]]
+    for v in runs.values():
+        common = [s for s in v["val"] if s in base]
+        v["delta"] = sum(v["val"][s] - base[s] for s in common) / len(common) if common else float("nan")
+    for v in sorted(runs.values(), key=lambda v: -v["delta"]):
+        mean, delta = sum(v["val"].values()) / len(v["val"]), v["delta"]
+        rows.append([v["change"], f"{v['params']:,}"] + [pct(v["val"][s]) if s in v["val"] else "" for s in seeds]
+                    + [pct(mean), f"{100 * delta:+.2f}"])
+    header = ["Recipe", "Params"] + [f"Val, seed {s}" for s in seeds] + ["Mean val", f"vs {TUNING_BASE} (pp)"]
+    return markdown_table(header, rows)
+
+
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "stretch": stretch_table,
-          "iterations": iterations_table, "speed": speed_table}
+          "iterations": iterations_table, "speed": speed_table, "tried": tried_table}
 
 
 def render(text: str) -> str:
