@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional, Sequence
 
 from utils.models import STEPS, TUNING_BASE
 
@@ -71,7 +72,7 @@ def run_one(name: str, seed: int, data_root: str | None = None) -> dict:
     return result
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Train the variations that have no result file yet."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each")
