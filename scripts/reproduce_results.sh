@@ -10,25 +10,19 @@ for step in 1_skeleton 2_deeper 3_batchnorm 4_dropout 5_augmentation; do
   train --model "$step" --seed 1 --no-test > "results/$step.log" 2>&1 &
   [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
 done
-# Step 6 of the road (the final model before its recipe was retuned), five seeds.
-for seed in 1 2 3 4 5; do
-  train --model 6_onecycle --seed "$seed" > "results/6_onecycle_seed$seed.log" 2>&1 &
-  [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
-done
-# The final model: step 6 with the recipe retuned on validation, five seeds.
-for seed in 1 2 3 4 5; do
-  train --model 6b_tuned_recipe --seed "$seed" > "results/6b_tuned_recipe_seed$seed.log" 2>&1 &
-  [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
-done
-# The stretch model (< 20,000 parameters), five seeds.
-for seed in 1 2 3 4 5; do
-  train --model 7_stretch --seed "$seed" > "results/7_stretch_seed$seed.log" 2>&1 &
-  [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
+# Five seeds each: step 6 of the road (the final model before its recipe was retuned), the final
+# model (step 6 with the recipe retuned on validation) and the stretch model (< 20,000 parameters).
+MULTI_SEED="6_onecycle 6b_tuned_recipe 7_stretch"
+for model in $MULTI_SEED; do
+  for seed in 1 2 3 4 5; do
+    train --model "$model" --seed "$seed" > "results/${model}_seed$seed.log" 2>&1 &
+    [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
+  done
 done
 wait
 # Variations of step 6's recipe, validation only (they chose 6b's recipe).
 python scripts/try_recipes.py --jobs 2
-python -m utils.train --model 6_onecycle --seeds 1 2 3 4 5 --summarize --out results
-python -m utils.train --model 6b_tuned_recipe --seeds 1 2 3 4 5 --summarize --out results
-python -m utils.train --model 7_stretch --seeds 1 2 3 4 5 --summarize --out results
+for model in $MULTI_SEED; do
+  python -m utils.train --model "$model" --seeds 1 2 3 4 5 --summarize --out results
+done
 python -m utils.report
