@@ -190,7 +190,7 @@ def mode_pipeline(rounds: int, batches: int, data_root) -> dict:
             e[kind] = {"seconds_per_epoch_median": spe, "images_per_s": 50_000 / spe,
                        "peak_rss_mb": max(x["peak_rss_mb"] for x in rs),
                        "seconds_per_epoch_all": [x["seconds_per_batch"] * EPOCH_BATCHES for x in rs]}
-        best_a = min(("dataloader", "dataloader-2w"), key=lambda k: e[k]["seconds_per_epoch_median"])
+        best_a = min((k for k in PIPELINES if k != "tensor"), key=lambda k: e[k]["seconds_per_epoch_median"])
         e["best_dataloader"] = best_a
         e["ratio"] = e[best_a]["seconds_per_epoch_median"] / e["tensor"]["seconds_per_epoch_median"]
         summary["engines"][engine] = e

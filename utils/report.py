@@ -127,8 +127,8 @@ def tried_table(results: Path = RESULTS) -> str:
     if not runs:
         return "_No variations tried yet: run `python scripts/try_recipes.py`._"
     seeds = sorted({s for v in runs.values() for s in v["val"]})
-    final = {s: read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in seeds}
-    base = {s: r["best_val_acc"] for s, r in final.items() if r is not None}
+    base_runs = {s: read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in seeds}
+    base = {s: r["best_val_acc"] for s, r in base_runs.items() if r is not None}
     rows = [[f"`{TUNING_BASE}` as it is", f"{count_parameters(build_model(TUNING_BASE)):,}"]
             + [pct(base[s]) if s in base else "" for s in seeds]
             + [pct(sum(base.values()) / len(base)) if base else "", ""]]
