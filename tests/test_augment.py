@@ -1,8 +1,10 @@
 """The batched augmentation: shape, labels, per-image randomness, seeding, background, shift and zoom."""
 
+import pytest
 import torch
+import torch.nn.functional as F
 
-from utils.augment import random_affine
+from utils.augment import affine_grid, random_affine, random_affine_params
 from utils.data import iterate_batches
 
 
@@ -77,3 +79,17 @@ def test_a_zoom_changes_the_size_of_the_digit_within_the_bound(small_splits):
     assert (factor > 0.75).all() and (factor < 1.27).all()
     assert factor.max() - factor.min() > 0.1  # each image its own zoom
 
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", [[128, 1, 28, 28], [80, 1, 28, 28], [3, 2, 20, 32]])
+def test_the_fast_grid_is_bit_identical_to_torchs(size, threads):
+    # Published seeded results were trained with F.affine_grid: the faster grid must not move a single bit.
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(sum(size))
+        for theta in (random_affine_params(size[0], 7, 0.05, g, scale=0.1), torch.randn(size[0], 2, 3, generator=g) * 5):
+            assert torch.equal(affine_grid(theta, size), F.affine_grid(theta, size, align_corners=False))
+    finally:
+        torch.set_num_threads(before)

@@ -31,6 +31,21 @@ def random_affine_params(
     )
 
 
+def affine_grid(theta: Tensor, size: list[int]) -> Tensor:
+    """`F.affine_grid(theta, size, align_corners=False)`, the same numbers, without its slow batched matmul.
+
+    torch multiplies every output pixel's (x, y, 1) by each 2 x 3 matrix with one tiny matrix product
+    per image; on a CPU that costs several times the `grid_sample` that follows. Three broadcast
+    element-wise operations compute the same sums in the same order (tests/test_augment.py checks
+    they are bit-identical), so seeded results do not change.
+    """
+    n, _, h, w = size
+    identity = torch.eye(2, 3, dtype=theta.dtype, device=theta.device)[None]  # made on the device: no copy
+    base = F.affine_grid(identity, [1, 1, h, w], align_corners=False).view(h * w, 2)  # each pixel's (x, y)
+    grid = base[:, 0] * theta[:, :, 0:1] + base[:, 1] * theta[:, :, 1:2] + theta[:, :, 2:3]  # n x 2 x hw
+    return grid.view(n, 2, h, w).permute(0, 2, 3, 1)
+
+
 def random_affine(
     x: Tensor,
     degrees: float = 10.0,
@@ -47,6 +62,6 @@ def random_affine(
     if x.dim() != 4:
         raise ValueError(f"random_affine expects an N x C x H x W batch, got shape {tuple(x.shape)}")
     theta = random_affine_params(len(x), degrees, translate, generator, x.device, scale).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = affine_grid(theta, list(x.shape))
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
