@@ -1,6 +1,6 @@
 """Training-speed benchmark: the whole-tensor pipeline against the classic DataLoader pipeline.
 
-    python -m benchmarks.train_speed                  # modes pipeline + tweaks (a few minutes)
+    python -m benchmarks.train_speed                  # modes pipeline + tweaks (about 15 minutes)
     python -m benchmarks.train_speed --mode full      # + full trainings: final recipe vs baseline recipe
 
 Every measurement runs in a fresh subprocess (so peak memory and allocator settings belong to one
@@ -70,6 +70,33 @@ def worker_pipeline(kind: str, batches: int, engine: str = "fit", warmup: int = 
     train_one_epoch(model, (next(it) for _ in range(batches)), opt, sched, progress=False)
     seconds = time.perf_counter() - start
     return {"seconds_per_batch": seconds / batches, "peak_rss_mb": _peak_rss_mb()}
+
+
+def worker_augment(repeats: int = 300, data_root=None) -> dict:
+    """Milliseconds to augment one batch of 128: with torch's `F.affine_grid` and with `utils.augment.affine_grid`."""
+    import torch.nn.functional as F
+
+    import utils.augment as augment_module
+    from utils.data import load_splits
+
+    splits = load_splits(data_root)
+    x, kwargs = splits.train_x[:128], dict(_augment(), fill=splits.background)
+    grids = {"torch": lambda theta, size: F.affine_grid(theta, size, align_corners=False),
+             "utils": augment_module.affine_grid}
+    times: dict = {k: [] for k in grids}
+    generator = torch.Generator().manual_seed(0)
+    try:
+        for _ in range(repeats):  # alternating, so both see the same machine load
+            for name, grid in grids.items():
+                augment_module.affine_grid = grid  # random_affine looks it up at call time
+                start = time.perf_counter()
+                augment_module.random_affine(x, generator=generator, **kwargs)
+                times[name].append(time.perf_counter() - start)
+    finally:
+        augment_module.affine_grid = grids["utils"]
+    ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    return {"ms_per_batch": ms, "seconds_per_epoch": {k: v * EPOCH_BATCHES / 1000 for k, v in ms.items()},
+            "repeats": repeats}
 
 
 def worker_tweak(tweak: str, batches: int, data_root=None) -> dict:
@@ -150,7 +177,7 @@ def worker_full(kind: str, data_root=None) -> dict:
             "val_acc": val_acc, "test_acc": test_acc, "peak_rss_mb": _peak_rss_mb()}
 
 
-WORKERS = {"pipeline": worker_pipeline, "tweak": worker_tweak, "full": worker_full}
+WORKERS = {"pipeline": worker_pipeline, "augment": worker_augment, "tweak": worker_tweak, "full": worker_full}
 
 
 def run_worker(name: str, **kwargs) -> dict:
@@ -195,6 +222,7 @@ def mode_pipeline(rounds: int, batches: int, data_root) -> dict:
         e["ratio"] = e[best_a]["seconds_per_epoch_median"] / e["tensor"]["seconds_per_epoch_median"]
         summary["engines"][engine] = e
     summary["ratio"] = summary["engines"]["fit"]["ratio"]
+    summary["augment"] = run_worker("augment", data_root=data_root)
     summary["setup"] = {"model": "1_skeleton", "batch_size": 128, "augment": _augment(), "batches": batches,
                         "rounds": rounds}
     return summary
@@ -205,9 +233,22 @@ TWEAKS = ["plain", "allocator", "channels-last", "1 thread", "batch 256", "torch
           "per-pixel dropout before the pool too"]
 
 
-def mode_tweaks(batches: int, data_root) -> dict:
-    """Each setting tried on the final model, one subprocess each; cumulative from 'plain' to 'channels-last'."""
-    return {t: run_worker("tweak", tweak=t, batches=batches, data_root=data_root) for t in TWEAKS}
+def mode_tweaks(rounds: int, batches: int, data_root) -> dict:
+    """Each setting tried on the final model, one subprocess each, all settings in turn per round; medians.
+
+    Cumulative from 'plain' to 'channels-last'; later rows add one setting to 'channels-last'.
+    """
+    runs: dict = {t: [] for t in TWEAKS}
+    for r in range(rounds):
+        for t in TWEAKS:
+            runs[t].append(run_worker("tweak", tweak=t, batches=batches, data_root=data_root))
+            print(f"round {r + 1}/{rounds} {t[:40]:40s} {runs[t][-1]['train_images_per_s']:6.0f} images/s", flush=True)
+    return {t: {"train_images_per_s": statistics.median(x["train_images_per_s"] for x in rs),
+                "train_images_per_s_all": [x["train_images_per_s"] for x in rs],
+                "val_seconds_by_batch": {bs: statistics.median(x["val_seconds_by_batch"][bs] for x in rs)
+                                         for bs in rs[0]["val_seconds_by_batch"]},
+                "peak_rss_mb": max(x["peak_rss_mb"] for x in rs), "rounds": rounds}
+            for t, rs in runs.items()}
 
 
 def mode_full(data_root) -> dict:
@@ -249,6 +290,13 @@ def markdown(results: dict) -> str:
         ratios = ", ".join(f"{engine}: {e['ratio']:.2f}x" for engine, e in p["engines"].items())
         lines += ["", f"**(b) is {p['ratio']:.2f}x faster than the faster (a)** as `fit` runs them "
                   f"(goal: >= 3x; by engine: {ratios})."]
+        aug = p.get("augment")
+        if aug:
+            ms, spe = aug["ms_per_batch"], aug["seconds_per_epoch"]
+            lines += ["", f"Augmenting one batch of 128 in (b) (median of {aug['repeats']}, alternating): "
+                      f"{ms['torch']:.2f} ms with torch's `F.affine_grid`, {ms['utils']:.2f} ms with "
+                      f"`utils.augment.affine_grid` (bit-identical grid, no batched matmul), which (b) and `fit` use: "
+                      f"{spe['torch'] - spe['utils']:.2f} s saved per epoch."]
     f = results.get("full")
     if f:
         b, fi = f["baseline"], f["final"]
@@ -265,11 +313,20 @@ def markdown(results: dict) -> str:
             "",
             f"**The final recipe takes {f['ratio']:.2f} of the baseline's time** (goal: <= 0.33).",
         ]
+        if p:
+            budget = b["seconds"] / 3
+            skeleton = p["engines"]["fit"]["tensor"]["seconds_per_epoch_median"]
+            lines += ["", f"Meeting that goal would leave the final recipe {budget:.0f} s for {fi['epochs']} epochs, "
+                      f"{budget / fi['epochs']:.1f} s per epoch with its validation pass: "
+                      f"{budget / fi['epochs'] / skeleton:.2f}x what the much smaller skeleton needs for one training "
+                      f"epoch on pipeline (b) ({skeleton:.1f} s, above), while the final model is larger "
+                      "and adds BatchNorm and Dropout."]
     t = results.get("tweaks")
     if t:
         base = t["plain"]["train_images_per_s"]
         lines += ["", "What was tried on the final model (training images / s on the tensor pipeline, "
-                  "one fresh process each; 'allocator' and later rows include the allocator setting, "
+                  f"median of {next(iter(t.values())).get('rounds', 1)} rounds, one fresh process each; "
+                  "'allocator' and later rows include the allocator setting, "
                   "rows after 'channels-last' include channels-last):", "",
                   "| Setting | train images / s | vs plain | val pass (10k) at eval batch 500 / 2000 / 10000 |",
                   "|---|---|---|---|"]
@@ -284,8 +341,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the chosen modes and merge their results into the JSON file."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
     ap.add_argument("--mode", nargs="+", default=["pipeline", "tweaks"], choices=["pipeline", "tweaks", "full"])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--batches", type=int, default=60, help="timed batches per measurement")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batches", type=int, default=100, help="timed batches per measurement")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -302,7 +359,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "pipeline" in args.mode:
         results["pipeline"] = mode_pipeline(args.rounds, args.batches, args.data_root)
     if "tweaks" in args.mode:
-        results["tweaks"] = mode_tweaks(args.batches, args.data_root)
+        results["tweaks"] = mode_tweaks(args.rounds, args.batches, args.data_root)
     if "full" in args.mode:
         results["full"] = mode_full(args.data_root)
     results["markdown"] = markdown(results)
