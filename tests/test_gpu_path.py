@@ -18,6 +18,11 @@ from utils.models import FINAL, STEPS, build_model
 
 HOST_SYNC = "aten._local_scalar_dense.default"
 
+# Even fake CUDA tensors need a torch built with CUDA (pip's default build on Linux, which CI uses);
+# a CPU-only build (conda-forge's on a machine without a GPU, macOS) cannot make them.
+pytestmark = pytest.mark.skipif(not torch.backends.cuda.is_built(),
+                                reason="this torch build has no CUDA support, so it cannot make fake CUDA tensors")
+
 
 class RecordOps(TorchDispatchMode):
     """Records each aten op's name and the devices of the tensors it takes and gives."""
