@@ -308,7 +308,7 @@ def markdown(results: dict) -> str:
             "|---|---|---|---|---|",
             f"| baseline: `1_skeleton`, Adam, `DataLoader`, no augmentation | {b['epochs']} | {b['seconds']:.0f} | "
             f"{100 * b['val_acc']:.2f} % | {b['peak_rss_mb']:.0f} MB |",
-            f"| final: `{fi.get('model', '6_onecycle')}`, SGD + OneCycle, tensors, augmentation | {fi['epochs']} | {fi['seconds']:.0f} | "
+            f"| final: `{fi['model']}`, SGD + OneCycle, tensors, augmentation | {fi['epochs']} | {fi['seconds']:.0f} | "
             f"{100 * fi['val_acc']:.2f} % (test {100 * fi['test_acc']:.2f} %) | {fi['peak_rss_mb']:.0f} MB |",
             "",
             f"**The final recipe takes {f['ratio']:.2f} of the baseline's time** (goal: <= 0.33).",
@@ -325,7 +325,7 @@ def markdown(results: dict) -> str:
     if t:
         base = t["plain"]["train_images_per_s"]
         lines += ["", "What was tried on the final model (training images / s on the tensor pipeline, "
-                  f"median of {next(iter(t.values())).get('rounds', 1)} rounds, one fresh process each; "
+                  f"median of {t['plain']['rounds']} rounds, one fresh process each; "
                   "'allocator' and later rows include the allocator setting, "
                   "rows after 'channels-last' include channels-last):", "",
                   "| Setting | train images / s | vs plain | val pass (10k) at eval batch 500 / 2000 / 10000 |",

@@ -80,7 +80,6 @@ def test_a_zoom_changes_the_size_of_the_digit_within_the_bound(small_splits):
     assert factor.max() - factor.min() > 0.1  # each image its own zoom
 
 
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("size", [[128, 1, 28, 28], [80, 1, 28, 28], [3, 2, 20, 32]])
 def test_the_fast_grid_is_bit_identical_to_torchs(size, threads):

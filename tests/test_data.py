@@ -70,4 +70,3 @@ def test_missing_data_with_no_download_possible_raises_one_clear_error(monkeypat
 def test_missing_data_with_download_off_says_so(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="downloading is switched off"):
         load_mnist_arrays(tmp_path, download=False)
-
