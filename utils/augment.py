@@ -65,3 +65,13 @@ def random_affine(
     grid = affine_grid(theta, list(x.shape))
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
+
+
+def shift_images(x: Tensor, dx: int, dy: int, fill: float = 0.0) -> Tensor:
+    """The N x C x H x W batch moved by whole pixels (dx right, dy down); pixels moved in take the value `fill`."""
+    m = max(abs(dx), abs(dy))
+    if m == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (m, m, m, m), value=fill)
+    return padded[..., m - dy : m - dy + h, m - dx : m - dx + w]

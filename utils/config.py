@@ -23,10 +23,14 @@ class TrainConfig:
     translate: float = 0.0  # ... and random shift in +-translate of the image size ...
     scale: float = 0.0  # ... and random zoom in 1 +- scale
     eval_batch_size: int = 2000
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); when on, it is what is validated and kept
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (for JSON result files)."""
-        return asdict(self)
+        d = asdict(self)
+        if not self.ema:  # recipes without it keep the result files' keys they always had
+            del d["ema"]
+        return d
 
     @property
     def augment(self) -> dict | None:

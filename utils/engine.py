@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
+import io
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -18,6 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .augment import shift_images
 from .data import MNISTSplits, iterate_batches, num_batches
 
 CHECKPOINT_FORMAT = "mnist-under-20k/1"
@@ -71,6 +73,38 @@ def prepare_for_training(model: nn.Module, device: str | torch.device) -> nn.Mod
     return model.to(device, memory_format=torch.channels_last)
 
 
+class WeightEMA:
+    """An exponential moving average of a model's weights and BatchNorm statistics; `.module` is a plain model.
+
+    After the first update copies the model, every update moves each average a fraction (1 - decay)
+    of the way towards the live value: the same numbers as torch's `AveragedModel` with
+    `get_ema_multi_avg_fn(decay)` and `use_buffers=True`, without its host sync on every step.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0 < decay < 1:
+            raise ValueError(f"the EMA decay must be between 0 and 1 (e.g. 0.999), got {decay}")
+        self.module = copy.deepcopy(model)
+        self.decay = decay
+        self.updates = 0
+        self._avg = list(self.module.state_dict().values())
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold the model's current weights and statistics into the average."""
+        live = list(model.state_dict().values())
+        if self.updates == 0:
+            for a, v in zip(self._avg, live):
+                a.copy_(v)
+        else:
+            floats = [(a, v) for a, v in zip(self._avg, live) if a.is_floating_point()]
+            torch._foreach_lerp_([a for a, _ in floats], [v for _, v in floats], 1 - self.decay)
+            for a, v in zip(self._avg, live):
+                if not a.is_floating_point():  # BatchNorm's batch counter: a count, not averaged
+                    a.copy_(v)
+        self.updates += 1
+
+
 def pick_device(preferred: Optional[str] = None) -> torch.device:
     """`preferred` if given, else CUDA, else Apple's MPS, else the CPU."""
     if preferred and preferred != "auto":
@@ -112,8 +146,12 @@ def train_one_epoch(
     progress: bool = True,
     desc: str = "train",
     total: Optional[int] = None,
+    ema: Optional["WeightEMA"] = None,
 ) -> tuple[float, float]:
-    """One pass over the batches (any iterable of (images, labels): tensors or a DataLoader); (mean loss, acc)."""
+    """One pass over the batches (any iterable of (images, labels): tensors or a DataLoader); (mean loss, acc).
+
+    `ema` (a `WeightEMA`) is updated after every optimizer step.
+    """
     model.train()
     total_loss, correct, n = 0.0, 0, 0
     for xb, yb in tqdm(batches, total=total, desc=desc, leave=False, disable=not progress):
@@ -124,11 +162,29 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(model)
         # Accumulate on the device: no host sync per batch.
         total_loss = total_loss + loss.detach() * len(yb)
         correct = correct + (log_probs.argmax(1) == yb).sum()
         n += len(yb)
     return float(total_loss) / n, int(correct) / n
+
+
+TTA_SHIFTS = {
+    "none": ((0, 0),),
+    "cross1": ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)),
+    "square1": tuple((dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)),
+}
+"""Test-time augmentation: the whole-pixel shifts whose predicted probabilities are averaged."""
+
+
+def tta_log_probs(model: nn.Module, x: Tensor, shifts=TTA_SHIFTS["none"], fill: float = 0.0) -> Tensor:
+    """Log of the mean predicted probabilities over copies of x shifted by `shifts` (one copy: the model's output)."""
+    if len(shifts) == 1 and tuple(shifts[0]) == (0, 0):
+        return model(x)
+    probs = sum(model(shift_images(x, dx, dy, fill)).exp() for dx, dy in shifts)
+    return (probs / len(shifts)).log()
 
 
 @torch.no_grad()
@@ -139,12 +195,14 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
-    """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels)."""
+def evaluate_batches(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], shifts=TTA_SHIFTS["none"], fill: float = 0.0
+) -> tuple[float, float]:
+    """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels), optionally with TTA."""
     model.eval()
     total_loss, correct, n = 0.0, 0, 0
     for xb, yb in batches:
-        log_probs = model(xb)
+        log_probs = tta_log_probs(model, xb, shifts, fill)
         # Summed on the device (no host sync per batch), in float64 as a Python float would be: same numbers.
         total_loss = total_loss + F.nll_loss(log_probs, yb, reduction="sum").double()
         correct = correct + (log_probs.argmax(1) == yb).sum()
@@ -152,9 +210,11 @@ def evaluate_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]])
     return float(total_loss) / n, int(correct) / n
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> tuple[float, float]:
-    """(mean loss, accuracy) of the model in eval mode on whole tensors."""
-    return evaluate_batches(model, iterate_batches(x, y, batch_size))
+def evaluate(
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000, shifts=TTA_SHIFTS["none"], fill: float = 0.0
+) -> tuple[float, float]:
+    """(mean loss, accuracy) of the model in eval mode on whole tensors (`shifts`: test-time augmentation)."""
+    return evaluate_batches(model, iterate_batches(x, y, batch_size), shifts, fill)
 
 
 def fit(
@@ -181,7 +241,12 @@ def fit(
     steps = num_batches(len(splits.train_x), config.batch_size)
     optimizer, scheduler = make_optimizer(model, config, steps)
     augment = dict(config.augment, fill=splits.background) if config.augment else None
+    # With `config.ema`, an exponential moving average of the weights and BatchNorm statistics follows
+    # training; it is the model that is validated and kept (the live weights' accuracy is logged too).
+    ema = WeightEMA(model, config.ema) if config.ema else None
     history: dict = {k: [] for k in HISTORY_COLUMNS}
+    if ema is not None:
+        history["live_val_acc"] = []
     best_key, best_state = None, None
     for epoch in range(1, config.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
@@ -190,15 +255,18 @@ def fit(
                                   generator=generator, augment=augment)
         train_loss, train_acc = train_one_epoch(
             model, batches, optimizer, scheduler, config.label_smoothing, progress=progress,
-            desc=f"epoch {epoch}/{config.epochs}", total=steps)
-        val_loss, val_acc = evaluate(model, splits.val_x, splits.val_y, config.eval_batch_size)
+            desc=f"epoch {epoch}/{config.epochs}", total=steps, ema=ema)
+        kept = model if ema is None else ema.module
+        val_loss, val_acc = evaluate(kept, splits.val_x, splits.val_y, config.eval_batch_size)
+        if ema is not None:
+            history["live_val_acc"].append(evaluate(model, splits.val_x, splits.val_y, config.eval_batch_size)[1])
         seconds = time.perf_counter() - start
         for k, v in zip(HISTORY_COLUMNS, (epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)):
             history[k].append(v)
         key = (val_acc, -val_loss)
         if best_key is None or key > best_key:
             best_key = key
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
             history["best_epoch"] = epoch
         if log:
             log(f"epoch {epoch:2d}/{config.epochs}  lr {lr:.4f}  train loss {train_loss:.4f} acc {train_acc:.4f}"
@@ -226,14 +294,25 @@ def save_checkpoint(
         "std": std,
         "info": info or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+    buffer = io.BytesIO()  # saved in memory first: the archive's inner names do not depend on the file's name
+    torch.save(payload, buffer)
+    write_atomically(path, buffer.getvalue())
+    return path
+
+
+def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` so that a crash leaves the old file or the new one, never a partial one (mode 0644 under the usual umask)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 

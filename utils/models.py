@@ -14,7 +14,7 @@ from .config import TrainConfig
 
 
 class Net(nn.Module):
-    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels, `t8` 1x1 conv, `M` max-pool, `G` GAP head.
+    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `M` max-pool, `G` GAP head.
 
     Every `c` and `t` layer is conv -> (BatchNorm) -> ReLU, followed by Dropout once the maps are
     small (after the first max-pool, where most of the weights live and dropout costs little time),
@@ -38,10 +38,14 @@ class Net(nn.Module):
                 pooled = True
                 continue
             if kind not in "ct":
-                raise ValueError(f"unknown layer {token!r} in spec (use cN, tN, M or G)")
-            out = int(token[1:])
+                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, M or G)")
+            padded = kind == "c" and token.endswith("p")
+            digits = token[1:-1] if padded else token[1:]
+            if not digits.isdigit():
+                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, M or G)")
+            out = int(digits)
             k = 3 if kind == "c" else 1
-            layers.append(nn.Conv2d(channels, out, k, bias=not batchnorm))
+            layers.append(nn.Conv2d(channels, out, k, padding=1 if padded else 0, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(nn.ReLU())
@@ -73,6 +77,8 @@ class Step:
 _BASE_SPEC = ("c8", "c16", "M", "c16", "G")
 _FINAL_SPEC = ("c8", "c16", "M", "t8", "c10", "c14", "c16", "c16", "G")
 _STRETCH_SPEC = ("c8", "c16", "M", "t12", "c16", "c24", "c24", "c32", "G")
+_PADDED_SPEC = ("c8p", "c16p", "M", "t8", "c10", "c14", "c16", "c16", "G")
+_STRETCH_PADDED_SPEC = ("c8p", "c16p", "M", "t12", "c16", "c24", "c24", "c32", "G")
 _ADAM = TrainConfig(optimizer="adam", lr=1e-3, schedule="constant")
 _AUGMENT = dict(degrees=7.0, translate=0.05)  # chosen on validation over (10, 0.1) and (7, 0)
 
