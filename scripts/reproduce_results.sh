@@ -1,28 +1,56 @@
 #!/usr/bin/env bash
-# Re-create every result file in results/ from the committed code, then the README's tables.
-# About an hour on a 2-core CPU (two runs at a time, one thread each); minutes on a GPU.
+# Re-create the published result files from the committed code, then the README's tables.
+#
+#   bash scripts/reproduce_results.sh           # everything on this machine's CPU (many hours on 2 cores)
+#   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
+#   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/
+#
+# Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
+# it passes --publish, which the command line needs before it writes there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-train() { python -m utils.train --out results --no-progress --threads "${THREADS:-1}" "$@"; }
+JOBS=${JOBS:-2}
+FINAL=$(python -c "from utils.models import FINAL; print(FINAL)")
+STRETCH=$(python -c "from utils.models import STRETCH; print(STRETCH)")
+train() { python -m utils.train --publish --no-progress --threads "${THREADS:-1}" "$@"; }
+later() { "$@" & [ "$(jobs -r | wc -l)" -lt "$JOBS" ] || wait -n; }
+seeds() { seq 1 "$1" | tr '\n' ' '; }
 
-# The road: steps 1-5 on the validation split only (the test set is for the final model).
-for step in 1_skeleton 2_deeper 3_batchnorm 4_dropout 5_augmentation; do
-  train --model "$step" --seed 1 --no-test > "results/$step.log" 2>&1 &
-  [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
-done
-# Five seeds each: step 6 of the road (the final model before its recipe was retuned), the final
-# model (step 6 with the recipe retuned on validation) and the stretch model (< 20,000 parameters).
-MULTI_SEED="6_onecycle 6b_tuned_recipe 7_stretch"
-for model in $MULTI_SEED; do
-  for seed in 1 2 3 4 5; do
-    train --model "$model" --seed "$seed" > "results/${model}_seed$seed.log" 2>&1 &
-    [ "$(jobs -r | wc -l)" -lt 2 ] || wait -n
+road() {  # steps 1-5 on the validation split only (the test set is for the models that claim a result)
+  for step in 1_skeleton 2_deeper 3_batchnorm 4_dropout 5_augmentation; do
+    later train --model "$step" --seed 1 --no-test --out results > "results/$step.log" 2>&1
   done
-done
-wait
-# Variations of step 6's recipe, validation only (they chose 6b's recipe).
-python scripts/try_recipes.py --jobs 2
-for model in $MULTI_SEED; do
-  python -m utils.train --model "$model" --seeds 1 2 3 4 5 --summarize --out results
-done
+}
+multiseed() {  # MODEL N OUT DEVICE: N seeds of MODEL, then their summary
+  local model=$1 n=$2 out=$3 device=$4
+  mkdir -p "$out"
+  for seed in $(seeds "$n"); do
+    later train --model "$model" --seed "$seed" --out "$out" --device "$device" > "$out/${model}_seed$seed.log" 2>&1
+  done
+  wait
+  train --model "$model" --seeds $(seeds "$n") --summarize --out "$out"
+}
+
+case "${1:-all}" in
+  all)
+    road
+    # Five seeds each: the road's step 6, step 6b (its recipe retuned) and step 7 (< 20,000 parameters).
+    for model in 6_onecycle 6b_tuned_recipe 7_stretch; do multiseed "$model" 5 results cpu; done
+    multiseed "$FINAL" 10 results cpu
+    multiseed "$STRETCH" 5 results cpu
+    wait
+    # Variations of step 6's recipe, validation only (they chose 6b's recipe). Round 2 (it chose the
+    # final model) was run on a GPU: python scripts/try_recipes.py --round2 --device cuda --jobs 19
+    python scripts/try_recipes.py --jobs "$JOBS"
+    ;;
+  final) multiseed "$FINAL" 10 results cpu ;;
+  stretch) multiseed "$STRETCH" 5 results cpu ;;
+  gpu)
+    JOBS=${JOBS_GPU:-15}
+    multiseed "$FINAL" 10 results/gpu cuda &
+    multiseed "$STRETCH" 5 results/gpu cuda
+    wait
+    ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu]" >&2; exit 2 ;;
+esac
 python -m utils.report

@@ -56,5 +56,15 @@ def test_a_spec_without_a_head_or_with_an_unknown_layer_is_refused():
         Net(["c8", "c16"])
     with pytest.raises(ValueError, match="unknown layer"):
         Net(["c8", "x3", "G"])
+    with pytest.raises(ValueError, match="unknown layer"):
+        Net(["c8q", "G"])
+
+
+def test_a_padded_conv_keeps_the_map_size_and_adds_no_parameters():
+    plain, padded = Net(["c8", "c16", "M", "c16", "G"]), Net(["c8p", "c16p", "M", "c16", "G"])
+    assert count_parameters(plain) == count_parameters(padded)
+    sizes = [r["out"] for r in receptive_field(padded)]
+    assert sizes[:5] == [28, 28, 28, 14, 12]
+    assert final_receptive_field(padded) == final_receptive_field(plain) == 10
     with pytest.raises(KeyError, match="unknown model"):
         build_model("nope")

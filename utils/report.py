@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 from pathlib import Path
+from statistics import NormalDist
 from typing import Optional, Sequence
 
 from .data import repo_root
@@ -37,17 +39,35 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
+EXERCISE_BAR = 0.994
+"""The exercise's bar: every run must reach 99.4 % test accuracy."""
+GOAL_MEAN, GOAL_MIN = 0.9955, 0.9945
+"""Our goals for the final model over ten seeds (issue "A margin for every learner")."""
+STRETCH_GOAL = 0.9962
+"""Our goal for the model under 20,000 parameters: mean test accuracy over five seeds."""
+
+
+def below_bar_probability(mean: float, std: float, bar: float = EXERCISE_BAR) -> float:
+    """The estimated chance that one more run lands below `bar`, if runs were normal with this mean and std."""
+    if std <= 0:
+        return float(mean < bar)
+    return NormalDist(mean, std).cdf(bar)
+
+
 def requirements_table(results: Path = RESULTS) -> str:
     """The exercise's requirements (and our goals) against what the final model achieved over its seeds."""
     s = read_json(results / f"{FINAL}_seeds.json")
     if s is None:
-        return "_No multi-seed result yet: run `python -m utils.train --seeds 1 2 3 4 5`._"
+        return f"_No multi-seed result yet: run `bash scripts/reproduce_results.sh final`._"
     step = STEPS[FINAL]
+    n = len(s["seeds"])
     rows = [
-        ["Test accuracy (every seed)", ">= 99.40 %", f"min {pct(s['test_acc_min'])} over {len(s['seeds'])} seeds",
-         _ok(s["test_acc_min"] >= 0.994)],
-        ["Test accuracy (mean of seeds, our goal)", ">= 99.50 %",
-         f"{pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])}", _ok(s["test_acc_mean"] >= 0.995)],
+        ["Test accuracy (every seed)", f">= {pct(EXERCISE_BAR)}", f"min {pct(s['test_acc_min'])} over {n} seeds",
+         _ok(s["test_acc_min"] >= EXERCISE_BAR)],
+        ["Test accuracy (every seed, our goal)", f">= {pct(GOAL_MIN)}", f"min {pct(s['test_acc_min'])}",
+         _ok(s["test_acc_min"] >= GOAL_MIN)],
+        ["Test accuracy (mean of seeds, our goal)", f">= {pct(GOAL_MEAN)}",
+         f"{pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])}", _ok(s["test_acc_mean"] >= GOAL_MEAN)],
         ["Parameters", "< 20,000 (our goal: < 8,000)", f"{s['parameters']:,}", _ok(s["parameters"] < 8000)],
         ["Epochs", "< 20 (our goal: <= 15)", s["epochs"], _ok(s["epochs"] <= 15)],
         ["BatchNorm", "yes", "yes" if step.batchnorm else "no", _ok(step.batchnorm)],
@@ -66,15 +86,18 @@ def seeds_table(results: Path = RESULTS, model: str = FINAL) -> str:
     """Per-seed test accuracy, validation accuracy, chosen epoch and training time of a model (default: final)."""
     s = read_json(results / f"{model}_seeds.json")
     if s is None:
-        return f"_No multi-seed result for {model} yet: run `python -m utils.train --model {model} --seeds 1 2 3 4 5`._"
+        return f"_No multi-seed result for {model} in {results.name}/ yet: see scripts/reproduce_results.sh._"
     rows = [[r["seed"], pct(r["test_acc"]), pct(r["best_val_acc"]), r["best_epoch"], f"{r['seconds']:.0f}"]
             for r in s["seeds"]]
     rows.append(["**mean ± std**", f"**{pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])}**",
                  pct(s["val_acc_mean"]), "", ""])
     table = markdown_table(["Seed", "Test acc", "Best val acc", "Chosen epoch", "Seconds"], rows)
-    where = f"`{s['device']}`" + (f", {s['cpu_threads']} thread(s) per run" if s.get("cpu_threads") else "")
+    on_cpu = s["device"] == "cpu"
+    where = f"`{s['device']}`" + (f", {s['cpu_threads']} thread(s) per run" if on_cpu and s.get("cpu_threads") else "")
+    below = below_bar_probability(s["test_acc_mean"], s["test_acc_std"])
     return table + f"\n\nTrained with torch {s['torch']} on {where}; min {pct(s['test_acc_min'])}, " \
-                   f"max {pct(s['test_acc_max'])}."
+                   f"max {pct(s['test_acc_max'])}; estimated chance of a run below {pct(EXERCISE_BAR, 1)} " \
+                   f"(normal approximation from mean and std): {pct(below, 1)}."
 
 
 def iterations_rows(results: Path = RESULTS) -> list[dict]:
@@ -107,14 +130,22 @@ def speed_table(path: Path = BENCHMARK) -> str:
 
 
 def stretch_table(results: Path = RESULTS) -> str:
-    """The stretch goal (< 20,000 parameters, mean test accuracy >= 99.60 % over 5 seeds) and its seeds."""
-    s = read_json(results / f"{STRETCH}_seeds.json")
-    if s is None:
-        return seeds_table(results, STRETCH)
-    verdict = "met" if s["test_acc_mean"] >= 0.996 and s["parameters"] < 20_000 else "not met"
-    return (f"`{STRETCH}`: {s['parameters']:,} parameters, {s['epochs']} epochs, mean test accuracy "
-            f"{pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over {len(s['seeds'])} seeds: stretch goal "
-            f"(mean >= 99.60 %) **{verdict}**.\n\n" + seeds_table(results, STRETCH))
+    """The stretch goal (< 20,000 parameters, mean test accuracy over 5 seeds) on each device that has its runs."""
+    parts = []
+    for folder in (results, results / "gpu"):
+        s = read_json(folder / f"{STRETCH}_seeds.json")
+        if s is None:
+            continue
+        verdict = "met" if s["test_acc_mean"] >= STRETCH_GOAL and s["parameters"] < 20_000 else "not met"
+        parts.append(f"`{STRETCH}` on `{s['device']}`: {s['parameters']:,} parameters, {s['epochs']} epochs, mean "
+                     f"test accuracy {pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over {len(s['seeds'])} "
+                     f"seeds: stretch goal (mean >= {pct(STRETCH_GOAL)}) **{verdict}**.\n\n" + seeds_table(folder, STRETCH))
+    return "\n\n".join(parts) or seeds_table(results, STRETCH)
+
+
+def gpu_seeds_table(results: Path = RESULTS) -> str:
+    """The final model's seeds trained on a GPU (`bash scripts/reproduce_results.sh gpu`), if there are any."""
+    return seeds_table(results / "gpu", FINAL)
 
 
 def tried_table(results: Path = RESULTS) -> str:
@@ -143,8 +174,69 @@ def tried_table(results: Path = RESULTS) -> str:
     return markdown_table(header, rows)
 
 
-BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "stretch": stretch_table,
-          "iterations": iterations_table, "speed": speed_table, "tried": tried_table}
+def round2_rows(results: Path = RESULTS) -> list[dict]:
+    """Round 2 (scripts/try_recipes.py --round2): per variation, its seeds' best validation accuracy, with and without TTA."""
+    runs: dict[str, dict] = {}
+    for path in sorted((results / "tried_round2").glob("*_seed*.json")):
+        r = read_json(path)
+        v = runs.setdefault(r["name"], {"name": r["name"], "change": r["change"], "params": r["params"],
+                                        "val": {}, "tta5": {}, "tta9": {}})
+        v["val"][r["seed"]] = r["best_val"]
+        v["tta5"][r["seed"]], v["tta9"][r["seed"]] = r["tta_val"]["cross1"], r["tta_val"]["square1"]
+    base = runs.get("base", {"val": {}})["val"]
+    for v in runs.values():
+        common = [s for s in v["val"] if s in base]
+        v["mean"] = statistics.mean(v["val"].values())
+        v["delta"] = statistics.mean(v["val"][s] - base[s] for s in common) if common else float("nan")
+        v["tta5_gain"] = statistics.mean(v["tta5"][s] - v["val"][s] for s in v["val"])
+        v["tta9_gain"] = statistics.mean(v["tta9"][s] - v["val"][s] for s in v["val"])
+    return sorted(runs.values(), key=lambda v: (v["name"] != "base", -v["delta"]))
+
+
+def round2_table(results: Path = RESULTS) -> str:
+    """Round 2 as a markdown table: mean best validation accuracy, its gain over 6b on the same seeds, and TTA's gain."""
+    rows = [[v["change"], f"{v['params']:,}", len(v["val"]), pct(v["mean"]),
+             "" if v["name"] == "base" else f"{100 * v['delta']:+.3f}",
+             f"{100 * v['tta5_gain']:+.3f}", f"{100 * v['tta9_gain']:+.3f}"] for v in round2_rows(results)]
+    if not rows:
+        return "_No round-2 variations yet: run `python scripts/try_recipes.py --round2`._"
+    return markdown_table(["Recipe", "Params", "Seeds", "Mean best val", "vs 6b, same seeds (pp)",
+                           "TTA 5 shifts (pp)", "TTA 9 shifts (pp)"], rows)
+
+
+ROUND2_RULE = {"candidates": ("pad_nodrop_ema", "pad_aug5", "pad_aug5_ema"), "min_gain": 0.0003,
+               "stretch_candidates": ("stretch_6b", "stretch_pad")}
+"""Round 2's adoption rule, fixed before any candidate's test number was read (see scripts/try_recipes.py)."""
+
+
+def round2_decision(results: Path = RESULTS) -> str:
+    """The round-2 adoption rule applied to the validation results, as sentences computed from the files."""
+    rows = {v["name"]: v for v in round2_rows(results)}
+    cands = [rows[n] for n in ROUND2_RULE["candidates"] if n in rows]
+    if "base" not in rows or not cands:
+        return "_Round 2 has not been run: `python scripts/try_recipes.py --round2`._"
+    base, best = rows["base"], max(cands, key=lambda v: v["mean"])
+    gain = best["mean"] - base["mean"]
+    adopted = gain >= ROUND2_RULE["min_gain"]
+    tta = max(best["tta5_gain"], best["tta9_gain"])
+    stretch = max((rows[n] for n in ROUND2_RULE["stretch_candidates"] if n in rows), key=lambda v: v["mean"],
+                  default=None)
+    text = (f"Rule: the candidate with the highest {len(best['val'])}-seed mean best-validation accuracy among "
+            f"{', '.join(f'`{n}`' for n in ROUND2_RULE['candidates'])} replaces 6b if it beats 6b's mean by at "
+            f"least {100 * ROUND2_RULE['min_gain']:.2f} pp; test-time augmentation only if it adds as much. "
+            f"Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against 6b's "
+            f"{pct(base['mean'], 3)}, {100 * gain:+.3f} pp: **{'adopted' if adopted else 'not adopted'}**"
+            f"{f', as `{FINAL}`' if adopted else ''}. Its best TTA gain was {100 * tta:+.3f} pp: TTA "
+            f"**{'adopted' if tta >= ROUND2_RULE['min_gain'] else 'not adopted'}**.")
+    if stretch is not None:
+        text += (f" Under 20,000 parameters the higher mean was `{stretch['name']}` ({stretch['change']}, "
+                 f"{pct(stretch['mean'], 3)}), now `{STRETCH}`.")
+    return text
+
+
+BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
+          "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
+          "tried_round2": round2_table, "round2_decision": round2_decision}
 
 
 def render(text: str) -> str:

@@ -1,7 +1,7 @@
 """Command line: train a model of the road (default: the final one), save its weights and a metrics JSON.
 
-    python -m utils.train --epochs 15 --seed 1 --out results/
-    python -m utils.train --seeds 1 2 3 4 5 --out results/      # + a mean +- std summary
+    python -m utils.train --epochs 15 --seed 1            # -> runs/ (ignored by git)
+    python -m utils.train --seeds 1 2 3 4 5               # + a mean +- std summary
 """
 
 from __future__ import annotations
@@ -18,9 +18,19 @@ from typing import Optional, Sequence
 
 import torch
 
-from .data import ENV_VAR, load_splits, load_test_set
+from .data import ENV_VAR, load_splits, load_test_set, repo_root
 from .engine import evaluate, fit, pick_device
 from .models import FINAL, STEPS, build_model, count_parameters, final_receptive_field
+
+
+PUBLISHED = (repo_root() or Path.cwd()) / "results"
+"""The published runs: only scripts/reproduce_results.sh writes here (the command line's --publish)."""
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def write_json(data: dict, path: str | os.PathLike) -> Path:
@@ -122,7 +132,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (default 15)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds; also writes <model>_seeds.json")
-    p.add_argument("--out", default="results", help="folder for the weights and metrics (default results/)")
+    p.add_argument("--out", default="runs", help="folder for the weights and metrics (default runs/, ignored by git)")
+    p.add_argument("--publish", action="store_true",
+                   help="allow --out inside results/, the published runs (scripts/reproduce_results.sh passes it)")
     p.add_argument("--data-root", default=None, help=f"folder holding MNIST/raw (default: ${ENV_VAR}, else data/)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--subset", type=int, default=None, help="use only N images per split (smoke tests)")
@@ -136,6 +148,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     if args.epochs is not None and not 1 <= args.epochs < 20:
         p.error("--epochs must be between 1 and 19 (the exercise allows fewer than 20)")
+    args.out = Path(args.out).expanduser()
+    if _is_inside(args.out, PUBLISHED) and not args.publish:
+        p.error(f"{args.out} is inside {PUBLISHED}, which holds the published runs; write your own runs to "
+                f"runs/ (the default) or another folder. Only scripts/reproduce_results.sh writes there (--publish).")
     seeds = args.seeds or [args.seed]
     if args.summarize:
         runs = [json.loads((Path(args.out) / f"{args.model}_seed{s}.json").read_text()) for s in seeds]
