@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.models import FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, receptive_field
+from utils.models import (FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, parameter_table,
+                          receptive_field, step_changes, step_settings)
 
 
 @pytest.fixture
@@ -68,3 +69,33 @@ def test_a_padded_conv_keeps_the_map_size_and_adds_no_parameters():
     assert final_receptive_field(padded) == final_receptive_field(plain) == 10
     with pytest.raises(KeyError, match="unknown model"):
         build_model("nope")
+
+
+def test_parameter_table_explains_every_parameter_with_its_formula():
+    for spec, batchnorm in [(["c8", "c16", "M", "c16", "G"], False), (list(STEPS[FINAL].spec), True)]:
+        model = Net(spec, batchnorm=batchnorm)
+        rows = parameter_table(model)
+        assert sum(r["params"] for r in rows) == count_parameters(model)
+        for r in rows:  # the formula, evaluated, is the count
+            assert eval(r["formula"].replace("·", "*")) == r["params"], r
+    rows = parameter_table(Net(["c8", "t4", "G"], batchnorm=True))
+    assert [(r["type"], r["formula"]) for r in rows] == [
+        ("Conv2d", "3·3·1·8"), ("BatchNorm2d", "2·8"), ("Conv2d", "1·1·8·4"), ("BatchNorm2d", "2·4"), ("Conv2d", "1·1·4·10")]
+    assert parameter_table(Net(["c8", "G"], batchnorm=False))[0]["formula"] == "3·3·1·8 + 8"  # a bias without BatchNorm
+
+
+def test_receptive_field_rows_follow_the_layer_by_layer_rule_and_place_the_windows():
+    rows = receptive_field(Net(["c8p", "c16", "M", "t8", "c16", "G"]))
+    for prev, row in zip(rows, rows[1:]):
+        assert row["rf"] == prev["rf"] + (row["k"] - 1) * prev["jump"]
+        assert row["jump"] == prev["jump"] * row["stride"]
+    # c8p keeps 28 (its first window is centred on pixel 0), c16 -> 26 centred at 1, pool -> 13 at 1.5, ...
+    assert [(r["out"], r["centre"]) for r in rows[1:6]] == [(28, 0.0), (26, 1.0), (13, 1.5), (13, 1.5), (11, 3.5)]
+
+
+def test_step_changes_lists_every_setting_that_differs_and_nothing_else():
+    assert step_changes("3_batchnorm", "4_dropout") == [("dropout", 0.0, 0.05)]
+    changed = {k for k, _, _ in step_changes("5_augmentation", "6_onecycle")}
+    assert changed == {"optimizer", "lr", "schedule"}
+    assert step_changes(FINAL, FINAL) == []
+    assert set(step_settings(FINAL)) >= {"spec", "batchnorm", "dropout", "lr", "batch_size", "degrees", "ema"}

@@ -93,3 +93,134 @@ def confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10) -> Tenso
     """counts[i, j] = how many images of class i were predicted as j."""
     idx = true.cpu().long() * num_classes + pred.cpu().long()
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def step_colors(names: Sequence[str]) -> dict[str, tuple]:
+    """One colour per name, in order (tab10, then tab20): the same step keeps its colour across plots."""
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def plot_val_overlay(histories: dict[str, dict], zoom_within: float = 0.01, axes=None, colors: Optional[dict] = None):
+    """Every run's validation accuracy per epoch on shared axes: all epochs, and the last half zoomed to where runs differ.
+
+    The left panel starts 5 points below the lowest last-epoch accuracy (earlier epochs under it are
+    named in its title); the right one covers the runs whose last accuracy is within `zoom_within` of
+    the best (the others are named in its title). Returns the two axes.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    colors = colors or step_colors(list(histories))
+    last = {n: h["val_acc"][-1] for n, h in histories.items()}
+    best = max(last.values())
+    close = [n for n in histories if last[n] >= best - zoom_within]
+    n_epochs = max(len(h["val_acc"]) for h in histories.values())
+    first_zoomed = max(1, n_epochs // 2 + 1)
+    for ax in axes:
+        for n, h in histories.items():
+            ax.plot(h["epoch"], [100 * v for v in h["val_acc"]], "o-", ms=3, color=colors[n], label=n)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(alpha=0.3)
+    floor = 100 * min(last.values()) - 5
+    off = [n for n, h in histories.items() if 100 * min(h["val_acc"]) < floor]
+    axes[0].set_ylim(floor, 100)
+    axes[0].set_title("all epochs" + (f" (below the axis early on: {', '.join(off)})" if off else ""), fontsize=10)
+    zoomed = [100 * v for n in close for e, v in zip(histories[n]["epoch"], histories[n]["val_acc"]) if e >= first_zoomed]
+    axes[1].set_xlim(first_zoomed - 0.3, n_epochs + 0.3)
+    axes[1].set_ylim(min(100 * last[n] for n in close) - 0.1, max(zoomed) + 0.05)
+    below = [n for n in histories if n not in close]
+    axes[1].set_title(f"epochs {first_zoomed}-{n_epochs}, zoomed" + (f" (below: {', '.join(below)})" if below else ""),
+                      fontsize=10)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    plt.tight_layout()
+    return axes
+
+
+def spread_positions(values: Sequence[float], min_gap: float, lo: float = float("-inf"), hi: float = float("inf")) -> list[float]:
+    """Positions as near to `values` as possible, in the same order, at least `min_gap` apart and within [lo, hi] (for labels)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    pos = [float(values[i]) for i in order]
+    for i in range(len(pos)):  # push up what is too close to the one below ...
+        pos[i] = max(pos[i], lo if i == 0 else pos[i - 1] + min_gap)
+    for i in reversed(range(len(pos))):  # ... and down what then sticks out at the top
+        pos[i] = min(pos[i], hi if i == len(pos) - 1 else pos[i + 1] - min_gap)
+    out = [0.0] * len(values)
+    for rank, i in enumerate(order):
+        out[i] = pos[rank]
+    return out
+
+
+def plot_params_vs_error(points: dict[str, tuple[int, float]], ax=None, colors: Optional[dict] = None,
+                         budget: Optional[int] = None):
+    """Parameters against validation error (log scale), one point per step, labels in a column beside the axes (no overlap).
+
+    `points` maps a name to (parameters, validation accuracy in [0, 1]); `budget` draws a vertical line.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.5))
+    colors = colors or step_colors(list(points))
+    for n, (params, acc) in points.items():
+        ax.scatter(params, 100 * (1 - acc), s=50, color=colors[n], zorder=3)
+    if budget:
+        ax.axvline(budget, color="grey", ls="--", lw=1)
+        ax.text(budget, 1.01, f"{budget:,}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=8, color="grey")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".strip("0.")[:1] in "235" else ""))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("validation error (%, log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.figure.canvas.draw()  # fix the limits, so data positions can be turned into axes fractions
+    to_axes = ax.transData + ax.transAxes.inverted()
+    names = list(points)
+    ys = [to_axes.transform((p, 100 * (1 - a)))[1] for p, a in points.values()]
+    label_y = spread_positions(ys, min_gap=0.075, lo=0.02, hi=0.98)
+    for n, y_label in zip(names, label_y):
+        params, acc = points[n]
+        ax.text(1.03, y_label, f"{n} ({100 * acc:.2f} %)", transform=ax.transAxes, va="center", fontsize=8,
+                color=colors[n])
+        ax.annotate("", xy=(params, 100 * (1 - acc)), xycoords="data", xytext=(1.025, y_label),
+                    textcoords="axes fraction", arrowprops=dict(arrowstyle="-", color=colors[n], lw=0.6, alpha=0.7))
+    return ax
+
+
+def show_windows(image: Tensor, windows: Sequence[dict], ax=None, title: str = ""):
+    """A digit with squares drawn on it: each window is {"centre": (row, col), "size": px, "label": str, "color": str}."""
+    from matplotlib.patches import Rectangle
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    img = image.detach().cpu().float().reshape(28, 28)
+    ax.imshow(img.numpy(), cmap="gray_r", extent=(-0.5, 27.5, 27.5, -0.5))
+    for w in windows:
+        (r, c), size = w["centre"], w["size"]
+        ax.add_patch(Rectangle((c - size / 2, r - size / 2), size, size, fill=False, lw=1.8,
+                               color=w.get("color", "tab:red"), ls=w.get("ls", "-"), label=w.get("label")))
+    ax.set_xlim(-4, 31)
+    ax.set_ylim(31, -4)
+    ax.set_xticks([0, 7, 14, 21, 27])
+    ax.set_yticks([0, 7, 14, 21, 27])
+    if any(w.get("label") for w in windows):
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=1, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def digit_boxes(images: Tensor) -> dict[str, Tensor]:
+    """The ink of each uint8 or [0, 1] digit (N x 28 x 28): bounding-box height and width, and centre of mass (row, col)."""
+    x = images.detach().cpu().float().reshape(len(images), 28, 28)
+    ink = x > 0
+    idx = torch.arange(28)
+
+    def extent(mask: Tensor) -> Tensor:
+        first = torch.where(mask, idx, 28).min(1).values
+        last = torch.where(mask, idx, -1).max(1).values
+        return (last - first + 1).clamp(min=0)
+
+    mass = x.sum((1, 2)).clamp(min=1e-12)
+    return {"height": extent(ink.any(2)), "width": extent(ink.any(1)),
+            "row": (x.sum(2) * idx).sum(1) / mass, "col": (x.sum(1) * idx).sum(1) / mass}
