@@ -95,6 +95,121 @@ def confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10) -> Tenso
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+def plot_error_counts(cm: Tensor, ax=None) -> Tensor:
+    """Misread images per true digit (the confusion matrix's rows without the diagonal), counted on the bars."""
+    errors = cm.sum(1) - cm.diag()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3))
+    bars = ax.bar(range(len(errors)), errors.numpy(), color="tab:red")
+    ax.bar_label(bars, labels=[f"{int(e)} / {int(n):,}" for e, n in zip(errors, cm.sum(1))], fontsize=8)
+    ax.set_xticks(range(len(errors)))
+    ax.set_xlabel("true digit")
+    ax.set_ylabel("misread images")
+    ax.set_ylim(0, max(1, int(errors.max())) * 1.2)
+    return errors
+
+
+def show_errors(
+    images: Tensor, true: Tensor, pred: Tensor, confidence: Tensor, threshold: float = 0.9, ncols: int = 10
+):
+    """Every given error, most confident first: 'true→predicted (confidence)', red above `threshold`, black below."""
+    order = confidence.argsort(descending=True)
+    conf = confidence[order].tolist()
+    titles = [f"{t}→{p} ({c:.0%})" for t, p, c in zip(true[order].tolist(), pred[order].tolist(), conf)]
+    colors = ["tab:red" if c > threshold else "black" for c in conf]
+    n_red = sum(c > threshold for c in conf)
+    return show_digits(images[order], titles=titles, title_colors=colors, ncols=ncols, size=1.3,
+                       suptitle=f"{len(conf)} errors, most confident first; red: more than {threshold:.0%} "
+                                f"sure of the wrong digit ({n_red}), black: {threshold:.0%} or less "
+                                f"({len(conf) - n_red})")
+
+
+def plot_train_live_ema(history: dict, ax=None):
+    """Error rate per epoch on a log scale: training batches, validation of the live weights and of their EMA."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.8))
+    epochs = history["epoch"]
+    series = [("train (augmented, dropout on, live weights)", history["train_acc"], "o-")]
+    if "live_val_acc" in history:
+        series.append(("validation, live weights", history["live_val_acc"], "^--"))
+    series.append(("validation, EMA weights (kept)" if "live_val_acc" in history else "validation",
+                   history["val_acc"], "s-"))
+    for label, acc, style in series:
+        ax.plot(epochs, [100 * (1 - a) for a in acc], style, label=label)
+    if "best_epoch" in history:
+        ax.axvline(history["best_epoch"], color="grey", ls=":", label="chosen epoch")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%, log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_schedule(lrs: Sequence[float], momenta: Sequence[float], steps_per_epoch: int, axes=None):
+    """Learning rate and momentum at every optimizer step, with epochs on the x-axis."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    epochs = [i / steps_per_epoch for i in range(len(lrs))]
+    for ax, values, label in zip(axes, (lrs, momenta), ("learning rate", "momentum")):
+        ax.plot(epochs, values)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    plt.tight_layout()
+    return axes
+
+
+def plot_robustness(curves: dict, strengths: dict, units: dict, marks: Optional[dict] = None, ncols: int = 4):
+    """One panel per perturbation: accuracy (%) against strength, shared y-axis; `marks` shades the range seen in training."""
+    nrows = -(-len(curves) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharey=True)
+    flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
+    for ax, (name, accs) in zip(flat, curves.items()):
+        ax.plot(strengths[name], [100 * a for a in accs], "o-")
+        if marks and name in marks:
+            lo, hi = sorted((strengths[name][0], marks[name]))
+            ax.axvspan(lo, hi, color="tab:green", alpha=0.15, label="seen in training")
+            ax.legend(fontsize=7, loc="lower left")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(units[name], fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in flat[len(curves):]:
+        ax.axis("off")
+    for ax in flat[::ncols]:
+        ax.set_ylabel("accuracy (%)")
+    plt.tight_layout()
+    return fig
+
+
+def show_steps(steps: dict, size: float = 2.2):
+    """The stages of a preprocessing pipeline side by side (name: H x W image), each with its shape."""
+    fig, axes = plt.subplots(1, len(steps), figsize=(size * len(steps), size * 1.15))
+    for ax, (name, img) in zip(axes, steps.items()):
+        ax.imshow(img.detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{name}\n{img.shape[0]}x{img.shape[1]}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    plt.tight_layout()
+    return fig
+
+
+def plot_probabilities(probs: Tensor, ax=None):
+    """The ten class probabilities as bars, the predicted class in red, each bar labelled."""
+    probs = probs.detach().cpu().flatten()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8))
+    best = int(probs.argmax())
+    bars = ax.bar(range(len(probs)), probs.numpy(),
+                  color=["tab:red" if i == best else "tab:blue" for i in range(len(probs))])
+    ax.bar_label(bars, labels=[f"{p:.0%}" if p >= 0.005 else "" for p in probs.tolist()], fontsize=8)
+    ax.set_xticks(range(len(probs)))
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("probability")
+    return ax
+
+
 def step_colors(names: Sequence[str]) -> dict[str, tuple]:
     """One colour per name, in order (tab10, then tab20): the same step keeps its colour across plots."""
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
