@@ -8,7 +8,7 @@ import torch  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
 from utils.plots import (confusion_matrix, plot_error_counts, plot_probabilities, plot_robustness,  # noqa: E402
-                         plot_train_live_ema, show_errors)
+                         plot_train_live_ema, show_errors, show_perturbed)
 
 
 def test_error_counts_are_the_confusion_rows_minus_the_diagonal():
@@ -46,3 +46,15 @@ def test_probabilities_bars_and_robustness_panels():
                           marks={"a": 0.5}, ncols=2)
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
     assert list(fig.axes[1].get_lines()[0].get_ydata()) == [100.0, 50.0]
+
+
+def test_robustness_panels_keep_none_on_the_left_and_perturbed_digits_share_one_scale():
+    fig = plot_robustness({"faint": [1.0, 0.5, 0.2]}, {"faint": [1.0, 0.5, 0.1]}, {"faint": "factor"}, ncols=1)
+    assert fig.axes[0].xaxis_inverted()
+    example = torch.zeros(28, 28)
+    example[10:18, 12:16] = 1.0
+    fig = show_perturbed(example, {"dim": (lambda x, f: x * f, [1.0, 0.5]), "same": (lambda x, s: x, [0])})
+    grid = [ax for ax in fig.axes if ax.images]
+    assert len(grid) == 3
+    assert all(ax.images[0].get_clim() == (0, 1) for ax in grid), "a fixed scale: faint ink must look faint"
+    assert grid[1].images[0].get_array().max() == 0.5

@@ -167,6 +167,8 @@ def plot_robustness(curves: dict, strengths: dict, units: dict, marks: Optional[
     flat = list(axes.flat) if hasattr(axes, "flat") else [axes]
     for ax, (name, accs) in zip(flat, curves.items()):
         ax.plot(strengths[name], [100 * a for a in accs], "o-")
+        if strengths[name][0] > strengths[name][-1]:  # a factor that shrinks: keep "none" on the left
+            ax.invert_xaxis()
         if marks and name in marks:
             lo, hi = sorted((strengths[name][0], marks[name]))
             ax.axvspan(lo, hi, color="tab:green", alpha=0.15, label="seen in training")
@@ -339,3 +341,22 @@ def digit_boxes(images: Tensor) -> dict[str, Tensor]:
     mass = x.sum((1, 2)).clamp(min=1e-12)
     return {"height": extent(ink.any(2)), "width": extent(ink.any(1)),
             "row": (x.sum(2) * idx).sum(1) / mass, "col": (x.sum(1) * idx).sum(1) / mass}
+
+
+def show_perturbed(example: Tensor, rows: dict, size: float = 1.1):
+    """One digit (28 x 28, in [0, 1]) under each perturbation (rows) at each strength (columns), on a fixed 0..1 scale."""
+    ncols = max(len(strengths) for _, strengths in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * (ncols + 1.2), size * 1.15 * len(rows)), squeeze=False)
+    for r, (name, (apply, strengths)) in enumerate(rows.items()):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(strengths):
+                ax.axis("off")
+                continue
+            img = apply(example.reshape(1, 28, 28), strengths[c])[0]
+            ax.imshow(img.detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_title(f"{strengths[c]:g}", fontsize=8)
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    plt.tight_layout()
+    return fig
