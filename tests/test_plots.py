@@ -80,4 +80,5 @@ def test_digit_boxes_measure_the_ink_box_and_the_centre_of_mass():
     img[1, 0, 0] = 7  # one pixel in the corner
     box = digit_boxes(img)
     assert box["height"].tolist() == [20, 1] and box["width"].tolist() == [5, 1]
+    assert box["top"].tolist() == [4, 0] and box["left"].tolist() == [10, 0]
     assert torch.allclose(box["row"], torch.tensor([13.5, 0.0])) and torch.allclose(box["col"], torch.tensor([12.0, 0.0]))

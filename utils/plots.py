@@ -281,7 +281,7 @@ def plot_params_vs_error(points: dict[str, tuple[int, float]], ax=None, colors: 
         ax.scatter(params, 100 * (1 - acc), s=50, color=colors[n], zorder=3)
     if budget:
         ax.axvline(budget, color="grey", ls="--", lw=1)
-        ax.text(budget, 1.01, f"{budget:,}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+        ax.text(budget, 0.98, f" {budget:,}", transform=ax.get_xaxis_transform(), ha="left", va="top",
                 fontsize=8, color="grey")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -328,18 +328,19 @@ def show_windows(image: Tensor, windows: Sequence[dict], ax=None, title: str = "
 
 
 def digit_boxes(images: Tensor) -> dict[str, Tensor]:
-    """The ink of each uint8 or [0, 1] digit (N x 28 x 28): bounding-box height and width, and centre of mass (row, col)."""
+    """The ink of each uint8 or [0, 1] digit (N x 28 x 28): bounding box (top, left, height, width) and centre of mass (row, col)."""
     x = images.detach().cpu().float().reshape(len(images), 28, 28)
     ink = x > 0
     idx = torch.arange(28)
 
-    def extent(mask: Tensor) -> Tensor:
+    def extent(mask: Tensor) -> tuple[Tensor, Tensor]:
         first = torch.where(mask, idx, 28).min(1).values
         last = torch.where(mask, idx, -1).max(1).values
-        return (last - first + 1).clamp(min=0)
+        return first, (last - first + 1).clamp(min=0)
 
+    (top, height), (left, width) = extent(ink.any(2)), extent(ink.any(1))
     mass = x.sum((1, 2)).clamp(min=1e-12)
-    return {"height": extent(ink.any(2)), "width": extent(ink.any(1)),
+    return {"top": top, "left": left, "height": height, "width": width,
             "row": (x.sum(2) * idx).sum(1) / mass, "col": (x.sum(1) * idx).sum(1) / mass}
 
 
