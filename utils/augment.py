@@ -32,12 +32,15 @@ def random_affine_params(
 
 
 def affine_grid(theta: Tensor, size: list[int]) -> Tensor:
-    """`F.affine_grid(theta, size, align_corners=False)`, the same numbers, without its slow batched matmul.
+    """`F.affine_grid(theta, size, align_corners=False)` to float rounding, without its slow batched matmul.
 
     torch multiplies every output pixel's (x, y, 1) by each 2 x 3 matrix with one tiny matrix product
     per image; on a CPU that costs several times the `grid_sample` that follows. Three broadcast
-    element-wise operations compute the same sums in the same order (tests/test_augment.py checks
-    they are bit-identical), so seeded results do not change.
+    element-wise operations compute the same sums. Whether they round exactly as torch's matmul does
+    depends on the CPU (e.g. AVX-512 fused multiply-adds), the torch version and the thread count: on
+    some machines the grids are bit-identical, on others they differ in the last bits (about 1e-7 on
+    coordinates in [-1, 1]); tests/test_augment.py checks they agree within 1e-6. Seeded runs are
+    reproducible on one machine and setup, not bit for bit across them.
     """
     n, _, h, w = size
     identity = torch.eye(2, 3, dtype=theta.dtype, device=theta.device)[None]  # made on the device: no copy
