@@ -1,12 +1,14 @@
-"""The split, the normalization, the batch pipeline and the data-root rules."""
+"""The split, the normalization, the batch pipeline, the data-root rules and the checks of the raw files."""
+
+import struct
 
 import pytest
 import torch
 
 from utils import data
 from utils.data import (
-    ENV_VAR, DatasetNotFoundError, iterate_batches, load_mnist_arrays, load_test_set, resolve_data_root,
-    split_indices,
+    ENV_VAR, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, DatasetNotFoundError, MNISTFileError, check_raw_files,
+    iterate_batches, load_mnist_arrays, load_splits, load_test_set, resolve_data_root, split_indices,
 )
 
 
@@ -70,3 +72,74 @@ def test_missing_data_with_no_download_possible_raises_one_clear_error(monkeypat
 def test_missing_data_with_download_off_says_so(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="downloading is switched off"):
         load_mnist_arrays(tmp_path, download=False)
+
+
+def test_the_missing_data_message_is_one_line(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist_arrays(tmp_path, download=False)
+    assert "\n" not in str(err.value)
+
+
+def test_the_real_files_pass_the_checks(data_root):
+    check_raw_files(data_root, train=True)
+    check_raw_files(data_root, train=False)
+
+
+def write_idx(root, train=True, n_images=10, n_labels=None, images_magic=IDX_IMAGES_MAGIC,
+              labels_magic=IDX_LABELS_MAGIC, rows=28, cols=28, pixels=None, labels=None):
+    """A fake MNIST split (blank images) in root/MNIST/raw, each header and body settable; returns (images, labels)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    prefix = "train" if train else "t10k"
+    n_labels = n_images if n_labels is None else n_labels
+    images, label_file = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+    body = bytes(n_images * rows * cols) if pixels is None else pixels
+    images.write_bytes(struct.pack(">4I", images_magic, n_images, rows, cols) + body)
+    label_file.write_bytes(struct.pack(">2I", labels_magic, n_labels)
+                           + (bytes(i % 10 for i in range(n_labels)) if labels is None else labels))
+    return images, label_file
+
+
+BAD_FILES = {
+    # case: (write_idx arguments, which file the message names, what it says)
+    "not an IDX file": (dict(images_magic=0x1F8B0808), "images", "magic number"),
+    "files swapped": (dict(images_magic=IDX_LABELS_MAGIC), "images", "swapped"),
+    "labels magic": (dict(labels_magic=7), "labels", "magic number 7"),
+    "32 x 32": (dict(n_images=10, rows=32, cols=32), "images", "32 x 32 images"),
+    "truncated images": (dict(n_images=10, pixels=bytes(10 * 784 - 100)), "images", "truncated"),
+    "extra bytes": (dict(n_images=10, pixels=bytes(10 * 784 + 1)), "images", "truncated or has extra bytes"),
+    "truncated labels": (dict(n_images=10, labels=bytes(5)), "labels", "truncated"),
+    "fewer labels": (dict(n_images=10, n_labels=9), "labels", "9 labels for the 10 images"),
+    "label 10": (dict(n_images=10, labels=bytes([1] * 9 + [10])), "labels", "label 10"),
+    "not the official count": (dict(n_images=10), "images", "not the official 60,000"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_a_damaged_mnist_file_is_refused_naming_the_file_and_the_fix(tmp_path, case):
+    kwargs, which, problem = BAD_FILES[case]
+    write_idx(tmp_path, train=False, n_images=1)  # all four files present: nothing to download
+    images, labels = write_idx(tmp_path, **kwargs)
+    with pytest.raises(MNISTFileError) as err:
+        load_mnist_arrays(tmp_path, download=False)  # checked before torchvision reads the files
+    message = str(err.value)
+    assert str(images if which == "images" else labels) in message and problem in message
+    assert "Delete it and run again" in message and ENV_VAR in message and "\n" not in message
+
+
+def test_a_file_shorter_than_its_header_is_refused(tmp_path):
+    images, _ = write_idx(tmp_path, n_images=10)
+    images.write_bytes(b"\x00\x00\x08")
+    with pytest.raises(MNISTFileError, match="shorter than an IDX header"):
+        check_raw_files(tmp_path)
+
+
+def test_the_test_split_is_checked_against_its_own_count(tmp_path):
+    write_idx(tmp_path, train=False, n_images=10_000, n_labels=9_999)
+    with pytest.raises(MNISTFileError, match="9,999 labels for the 10,000 images"):
+        check_raw_files(tmp_path, train=False)
+
+
+def test_a_subset_must_hold_at_least_one_image(data_root):
+    with pytest.raises(ValueError, match="positive"):
+        load_splits(data_root, subset=0, download=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -35,6 +36,16 @@ class DatasetNotFoundError(FileNotFoundError):
     """MNIST is not on disk and could not be downloaded."""
 
 
+class MNISTFileError(ValueError):
+    """An MNIST file on disk is not what it should be (corrupt, truncated, swapped or not MNIST)."""
+
+
+IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC = 2051, 2049
+"""The first four bytes (big-endian) of an IDX file of uint8 images (N x rows x cols) and of uint8 labels (N)."""
+OFFICIAL_COUNTS = {True: 60_000, False: 10_000}
+"""Images (and labels) in the official training and test files."""
+
+
 def repo_root() -> Optional[Path]:
     """The repository's folder: the package's parent (editable install), else the cwd or one of its parents."""
     cwd = Path.cwd().resolve()
@@ -61,7 +72,10 @@ def _raw_files_present(root: Path) -> bool:
 def load_mnist_arrays(
     root: str | os.PathLike | None = None, train: bool = True, download: bool = True
 ) -> tuple[Tensor, Tensor]:
-    """Raw MNIST as (uint8 images N x 28 x 28, int64 labels N), downloading it if it is missing."""
+    """Raw MNIST as (uint8 images N x 28 x 28, int64 labels N), downloading it if it is missing.
+
+    The files are checked first (`check_raw_files`): a damaged one raises an `MNISTFileError` that names it.
+    """
     from torchvision.datasets import MNIST
 
     root = resolve_data_root(root)
@@ -72,7 +86,9 @@ def load_mnist_arrays(
         try:
             MNIST(str(root), train=train, download=True)
         except Exception as err:  # urllib, socket, checksum or permission errors alike
-            raise DatasetNotFoundError(_missing_message(root, f"the download failed ({err})")) from None
+            why = " ".join(str(err).split())
+            raise DatasetNotFoundError(_missing_message(root, f"the download failed ({why})")) from None
+    check_raw_files(root, train)
     ds = MNIST(str(root), train=train, download=False)
     return ds.data, ds.targets
 
@@ -80,12 +96,62 @@ def load_mnist_arrays(
 def _missing_message(root: Path, why: str) -> str:
     raw = root / "MNIST" / "raw"
     return (
-        f"MNIST was not found under {raw} and {why}.\n"
-        f"To use a copy you already have (e.g. offline), put the four files\n"
-        f"  {', '.join(RAW_FILES)}\n"
-        f"in <root>/MNIST/raw/ and pass root=<root>, or set the environment variable "
-        f"{ENV_VAR}=<root>."
+        f"MNIST was not found under {raw} and {why}. To use a copy you already have (e.g. offline), put "
+        f"the four files {', '.join(RAW_FILES)} in <root>/MNIST/raw/ and pass root=<root> (--data-root <root>), "
+        f"or set the environment variable {ENV_VAR}=<root>."
     )
+
+
+def check_raw_files(root: str | os.PathLike | None = None, train: bool = True) -> None:
+    """Check the images and labels files of one split before they are read, or raise an `MNISTFileError` naming the file.
+
+    Checks the IDX header (magic number 2051 for images, 2049 for labels; 28 x 28 images), that the
+    file size is the header plus what it announces, that images and labels are as many, that every
+    label is 0-9, and the official count (60,000 training images, 10,000 test images).
+    """
+    raw = resolve_data_root(root) / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+
+    def bad(path: Path, problem: str) -> MNISTFileError:
+        return MNISTFileError(
+            f"{path} {problem}: the file is damaged or not MNIST. Delete it and run again to download a fresh "
+            f"copy, or put the official file there (and check that {ENV_VAR} / --data-root names the right folder)")
+
+    def header(path: Path, size: int) -> tuple[int, ...]:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(size)
+        except OSError as err:
+            raise MNISTFileError(f"cannot read {path} ({err.strerror or err}): check its permissions") from None
+        if len(head) < size:
+            raise bad(path, f"is {len(head)} bytes long, shorter than an IDX header ({size} bytes)")
+        return struct.unpack(f">{size // 4}I", head)
+
+    magic, n_images, rows, cols = header(images, 16)
+    if magic != IDX_IMAGES_MAGIC:
+        kind = " (that of a labels file: are the files swapped?)" if magic == IDX_LABELS_MAGIC else ""
+        raise bad(images, f"starts with magic number {magic}{kind}, not {IDX_IMAGES_MAGIC} (images)")
+    if (rows, cols) != (28, 28):
+        raise bad(images, f"holds {rows} x {cols} images, not 28 x 28")
+    expected = 16 + n_images * rows * cols
+    if images.stat().st_size != expected:
+        raise bad(images, f"is {images.stat().st_size:,} bytes, but its header announces {n_images:,} images "
+                          f"({expected:,} bytes): it is truncated or has extra bytes")
+    magic, n_labels = header(labels, 8)
+    if magic != IDX_LABELS_MAGIC:
+        kind = " (that of an images file: are the files swapped?)" if magic == IDX_IMAGES_MAGIC else ""
+        raise bad(labels, f"starts with magic number {magic}{kind}, not {IDX_LABELS_MAGIC} (labels)")
+    if labels.stat().st_size != 8 + n_labels:
+        raise bad(labels, f"is {labels.stat().st_size:,} bytes, but its header announces {n_labels:,} labels "
+                          f"({8 + n_labels:,} bytes): it is truncated or has extra bytes")
+    if n_labels != n_images:
+        raise bad(labels, f"holds {n_labels:,} labels for the {n_images:,} images of {images.name}")
+    values = labels.read_bytes()[8:]
+    if values and max(values) > 9:
+        raise bad(labels, f"holds the label {max(values)}, but MNIST's labels are 0-9")
+    if n_images != OFFICIAL_COUNTS[train]:
+        raise bad(images, f"holds {n_images:,} images, not the official {OFFICIAL_COUNTS[train]:,}")
 
 
 def split_indices(n: int = N_TRAIN + N_VAL, n_val: int = N_VAL, seed: int = SPLIT_SEED) -> tuple[Tensor, Tensor]:
@@ -131,6 +197,8 @@ def _split_and_stats(
     images: Tensor, subset: Optional[int] = None
 ) -> tuple[Tensor, Tensor, float, float]:
     """Train and validation indices (first `subset` of each, if given) and the full train split's mean and std."""
+    if subset is not None and subset < 1:
+        raise ValueError(f"subset must be a positive number of images per split, got {subset}")
     train_idx, val_idx = split_indices(len(images))
     mean, std = normalization_stats(images[train_idx])
     if subset is not None:
