@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
+import hashlib
 import io
+import json
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -28,6 +33,22 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "l
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is unreadable or belongs to another architecture."""
+
+
+class RunFilesError(RuntimeError):
+    """A run's metrics file and checkpoint are missing, unreadable or do not belong together."""
+
+
+class OutputFolderError(RuntimeError):
+    """The folder for a run's files cannot be written to."""
+
+
+class DeviceError(ValueError):
+    """The device asked for is unknown or not available on this machine."""
+
+
+class InputError(ValueError):
+    """Images or labels handed to `predict` / `evaluate` are not what the models take."""
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -116,6 +137,35 @@ def pick_device(preferred: Optional[str] = None) -> torch.device:
     return torch.device("cpu")
 
 
+def checked_device(preferred: Optional[str] = None) -> torch.device:
+    """Like `pick_device`, but a device that is unknown or absent here raises a `DeviceError` that says so."""
+    if not preferred or preferred == "auto":
+        return pick_device()
+    try:
+        device = torch.device(preferred)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N), mps, or leave it out "
+                          f"to take the best one available") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "torch was built without CUDA" if not torch.backends.cuda.is_built() else "no GPU is visible"
+            raise DeviceError(f"device {preferred!r} asked for, but CUDA is not available here ({why}): "
+                              f"use --device cpu, or leave --device out to take the best one available")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {preferred!r} asked for, but this machine has {count} CUDA device(s): "
+                              f"use cuda:0 to cuda:{count - 1}")
+        return device
+    backend = getattr(torch, device.type, None) or getattr(torch.backends, device.type, None)
+    is_available = getattr(backend, "is_available", None)
+    if not (callable(is_available) and is_available()):
+        raise DeviceError(f"device {preferred!r} is not available on this machine: use --device cpu, "
+                          f"or leave --device out to take the best one available")
+    return device
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
     """The optimizer and per-batch learning-rate scheduler that `config` names."""
     if config.optimizer == "sgd":
@@ -187,9 +237,50 @@ def tta_log_probs(model: nn.Module, x: Tensor, shifts=TTA_SHIFTS["none"], fill: 
     return (probs / len(shifts)).log()
 
 
+IMAGE_SHAPE = (1, 28, 28)
+"""What the models take: N images of this shape, normalized floats (`utils.data.to_normalized`)."""
+
+
+def check_images(model: nn.Module, x: Tensor, what: str = "images") -> None:
+    """Raise an `InputError` unless x is a non-empty N x 1 x 28 x 28 float batch of the model's dtype (no host sync)."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"the {what} must be a torch tensor (N x 1 x 28 x 28), got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        hint = ""
+        if tuple(x.shape[-2:]) == IMAGE_SHAPE[1:] and x.dim() in (2, 3):
+            hint = ": add the missing dimensions, e.g. x.unsqueeze(1) for N x 28 x 28 or x[None, None] for one image"
+        raise InputError(f"the {what} must be an N x 1 x 28 x 28 batch, got shape {tuple(x.shape)}{hint}")
+    if len(x) == 0:
+        raise InputError(f"no {what}: the batch is empty (0 x 1 x 28 x 28)")
+    if not x.is_floating_point():
+        raise InputError(f"the {what} are {x.dtype}, not normalized floats: convert raw MNIST pixels with "
+                         f"utils.data.to_normalized(images, mean, std) (the checkpoint holds mean and std)")
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.dtype != x.dtype:
+        raise InputError(f"the {what} are {x.dtype} but the model's weights are {weight.dtype}: "
+                         f"convert them, e.g. x.to({weight.dtype})")
+
+
+def check_labels(x: Tensor, y: Tensor) -> None:
+    """Raise an `InputError` unless y is a vector of integer class labels, one per image of x (no host sync)."""
+    if not isinstance(y, Tensor):
+        raise InputError(f"the labels must be a torch tensor of class indices, got {type(y).__name__}")
+    if y.dim() != 1 or len(y) != len(x) or y.is_floating_point() or y.dtype == torch.bool:
+        raise InputError(f"the labels must be a vector of {len(x)} integer class indices (one per image), "
+                         f"got {y.dtype} of shape {tuple(y.shape)}")
+
+
+def _non_finite_message(what: str) -> str:
+    return (f"the {what} hold NaN or infinite values: check how they were made (e.g. a normalization "
+            f"with a std of 0); no accuracy is computed from them")
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
-    """Log-probabilities (N x 10) of the model in eval mode."""
+    """Log-probabilities (N x 10) of the model in eval mode; refuses a batch that is not N x 1 x 28 x 28 finite floats."""
+    check_images(model, x)
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(_non_finite_message("images"))
     model.eval()
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
@@ -198,15 +289,27 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
 def evaluate_batches(
     model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], shifts=TTA_SHIFTS["none"], fill: float = 0.0
 ) -> tuple[float, float]:
-    """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels), optionally with TTA."""
+    """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels), optionally with TTA.
+
+    Every batch must be N x 1 x 28 x 28 finite floats with N integer labels (`InputError` otherwise);
+    finiteness is checked on the device and read once, after the last batch.
+    """
     model.eval()
-    total_loss, correct, n = 0.0, 0, 0
+    total_loss, correct, n, finite = 0.0, 0, 0, None
     for xb, yb in batches:
+        check_images(model, xb)
+        check_labels(xb, yb)
+        batch_finite = torch.isfinite(xb).all()
+        finite = batch_finite if finite is None else finite & batch_finite
         log_probs = tta_log_probs(model, xb, shifts, fill)
         # Summed on the device (no host sync per batch), in float64 as a Python float would be: same numbers.
         total_loss = total_loss + F.nll_loss(log_probs, yb, reduction="sum").double()
         correct = correct + (log_probs.argmax(1) == yb).sum()
         n += len(yb)
+    if n == 0:
+        raise InputError("nothing to evaluate: no batches were given")
+    if not bool(finite):  # the one wait for the device, after the last batch (the sums are ready then too)
+        raise InputError(_non_finite_message("images"))
     return float(total_loss) / n, int(correct) / n
 
 
@@ -214,6 +317,8 @@ def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000, shifts=TTA_SHIFTS["none"], fill: float = 0.0
 ) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in eval mode on whole tensors (`shifts`: test-time augmentation)."""
+    check_images(model, x)
+    check_labels(x, y)
     return evaluate_batches(model, iterate_batches(x, y, batch_size), shifts, fill)
 
 
@@ -230,7 +335,10 @@ def fit(
     """Train for `config.epochs`, keep the weights best on validation, and return the per-epoch history.
 
     `seed` fixes the batch order, the augmentation and dropout; the initial weights are the
-    model's own (build it with `build_model(name, seed=...)` for a fully reproducible run).
+    model's own (build it with `build_model(name, seed=...)` for a reproducible run). Reproducible
+    means: the same history, number for number, on the same machine with the same torch version, device
+    and number of CPU threads; elsewhere the floating-point sums run in another order and the last
+    digits move (tests/test_engine.py checks the former).
     The model ends holding the best-on-validation weights (highest accuracy, then lowest loss);
     they are also written to `checkpoint_path` when one is given. The test set is not touched.
     """
@@ -280,12 +388,10 @@ def fit(
     return history
 
 
-def save_checkpoint(
-    model: nn.Module, path: str | os.PathLike, model_name: str, mean: float, std: float, info: Optional[dict] = None
-) -> Path:
-    """Write the weights with what is needed to use them, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def checkpoint_bytes(
+    model: nn.Module, model_name: str, mean: float, std: float, info: Optional[dict] = None
+) -> bytes:
+    """The bytes `save_checkpoint` writes: the same weights and fields always give the same bytes."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model_name": model_name,
@@ -294,26 +400,191 @@ def save_checkpoint(
         "std": std,
         "info": info or {},
     }
-    buffer = io.BytesIO()  # saved in memory first: the archive's inner names do not depend on the file's name
+    buffer = io.BytesIO()  # saved in memory: the archive's inner names do not depend on the file's name
     torch.save(payload, buffer)
-    write_atomically(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_checkpoint(
+    model: nn.Module, path: str | os.PathLike, model_name: str, mean: float, std: float, info: Optional[dict] = None
+) -> Path:
+    """Write the weights with what is needed to use them, atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, checkpoint_bytes(model, model_name, mean, std, info))
     return path
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` so that a crash leaves the old file or the new one, never a partial one (mode 0644 under the usual umask)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return write_files_atomically({path: data})[0]
+
+
+TEMP_SUFFIX = ".tmp"
+"""Temp files are `.<name>.<pid>.tmp` beside their target: hidden, never a result's name, ignored by git (`*.tmp`)."""
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove temp files for `path` left by processes that no longer run (killed with SIGKILL mid-write)."""
+    if os.name != "posix":  # os.kill(pid, 0) only probes a process on POSIX
+        return
+    for tmp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        pid = tmp.name[len(path.name) + 2 : -len(TEMP_SUFFIX)]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # alive, someone else's
+            pass
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back inside the block (main thread only); they take effect as it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    caught: list[int] = []
+    previous = {}
+    masked = hasattr(signal, "pthread_sigmask")
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, sigs) if masked else None
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for sig in sigs:
+            handler = signal.getsignal(sig)
+            if handler is None:  # installed outside Python: cannot be put back, leave it
+                continue
+            previous[sig] = handler
+            # The mask holds signals sent to this thread; one that reaches one of torch's threads runs its
+            # Python handler here, in the main thread, and this one only records it.
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+        yield
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending signal is delivered now
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
+
+
+def write_files_atomically(files: Mapping[str | os.PathLike, bytes]) -> list[Path]:
+    """Write several files (in order) so that an interruption leaves all the old ones or all the new ones.
+
+    Every file is first written in full to a temp file beside it and flushed to disk; only then are the
+    temp files renamed over the real names, one after the other, with SIGINT and SIGTERM held back so
+    that Ctrl-C or `kill` cannot stop the process between two renames. Temp files are removed whatever
+    happens. A power cut or `kill -9` between two renames could still leave the first file new and the
+    next one old: put last the file that vouches for the others (a run's JSON holds its checkpoint's
+    sha256, so `read_run` notices). New files get mode 0666 less the umask (0644 under the usual 022).
+    """
+    items = [(Path(path), data) for path, data in files.items()]
+    temps: list[Path] = []
+    try:
+        for path, data in items:
+            _remove_stale_temps(path)
+            tmp = _temp_path(path)
+            temps.append(tmp)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        with _signals_held():
+            for (path, _), tmp in zip(items, temps):
+                os.replace(tmp, path)
+        for folder in dict.fromkeys(path.parent for path, _ in items):
+            _fsync_folder(folder)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return [path for path, _ in items]
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make renames in `folder` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `folder` if needed and prove it writable with a probe file (removed), or raise `OutputFolderError`."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"the {what} {folder} is a file, not a folder: choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputFolderError(f"cannot create the {what} {folder} ({err.strerror or err}): "
+                                f"choose a path in a folder you can write to") from None
+    probe = folder / f".write-probe.{os.getpid()}{TEMP_SUFFIX}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"probe")
+    except OSError as err:
+        raise OutputFolderError(f"cannot write to the {what} {folder} ({err.strerror or err}): "
+                                f"choose another folder, or make this one writable") from None
+    finally:
+        probe.unlink(missing_ok=True)
+    return folder
+
+
+def save_run(stem: str | os.PathLike, checkpoint: bytes, metrics: dict) -> dict:
+    """Write a run's `<stem>.pt` (checkpoint bytes) and `<stem>.json` (metrics + the checkpoint's sha256) as one pair.
+
+    The pair is replaced together (see `write_files_atomically`), the JSON last; `read_run` checks it.
+    Returns the metrics as written.
+    """
+    stem = Path(stem)
+    pt, js = stem.with_name(stem.name + ".pt"), stem.with_name(stem.name + ".json")
+    metrics = dict(metrics, checkpoint=pt.name, checkpoint_sha256=hashlib.sha256(checkpoint).hexdigest())
+    write_files_atomically({pt: checkpoint, js: (json.dumps(metrics, indent=1) + "\n").encode()})
+    return metrics
+
+
+def read_run(path: str | os.PathLike) -> dict:
+    """A run's metrics (`<stem>.json`), after checking that its checkpoint is there and is the one they describe.
+
+    Raises `RunFilesError` if the JSON is missing or unreadable, or if it names a checkpoint whose
+    sha256 differs (the two files come from different runs). Files written before the sha256 was
+    recorded are read without that check.
+    """
+    path = Path(path).expanduser()
+    if path.suffix != ".json":
+        path = path.with_name(path.name + ".json")
+    if not path.is_file():
+        raise RunFilesError(f"no run at {path}: train it first (python -m utils.train), or check --out and the seeds")
+    try:
+        metrics = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise RunFilesError(f"{path} is not valid JSON (a truncated or edited file): delete it and its .pt, "
+                            f"and train the run again") from None
+    if not isinstance(metrics, dict):
+        raise RunFilesError(f"{path} does not hold a run's metrics: delete it, and train the run again")
+    digest = metrics.get("checkpoint_sha256")
+    if digest is not None:
+        pt = path.with_name(metrics.get("checkpoint") or path.stem + ".pt")
+        if not pt.is_file():
+            raise RunFilesError(f"{path} describes the checkpoint {pt.name}, which is missing: "
+                                f"train the run again (its metrics alone cannot be trusted)")
+        if hashlib.sha256(pt.read_bytes()).hexdigest() != digest:
+            raise RunFilesError(f"{pt} is not the checkpoint that {path.name} describes (sha256 differs): the "
+                                f"two files come from different runs (an interrupted write, or a copy); "
+                                f"train the run again")
+    return metrics
 
 
 def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
@@ -331,8 +602,8 @@ def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | torch.device = "cpu") -> dict:
-    """Load weights saved by `save_checkpoint` into `model`; returns the checkpoint's other fields."""
-    path = Path(path)
+    """Load weights saved by `save_checkpoint` into `model`, left in eval mode; returns the checkpoint's other fields."""
+    path = Path(path).expanduser()
     payload = _read_checkpoint(path, device)
     try:
         model.load_state_dict(payload["state_dict"])
@@ -342,15 +613,16 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | tor
             f"{path} holds weights of model {payload.get('model_name')!r}, which do not fit the "
             f"{type(model).__name__} given ({'; '.join(s.strip() for s in first)}). Build the model "
             f"named in the checkpoint: utils.models.build_model({payload.get('model_name')!r})") from None
-    model.to(device)
+    model.to(device).eval()  # ready for inference: BatchNorm uses its running statistics, Dropout is off
     return {k: v for k, v in payload.items() if k != "state_dict"}
 
 
 def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The model named in a checkpoint, built and loaded with its weights, and the checkpoint's other fields."""
+    """The model named in a checkpoint, built and loaded with its weights, in eval mode, and the checkpoint's other fields."""
     from .models import STEPS, build_model
 
-    name = _read_checkpoint(Path(path), "cpu").get("model_name")
+    path = Path(path).expanduser()
+    name = _read_checkpoint(path, "cpu").get("model_name")
     if name not in STEPS:
         raise CheckpointError(f"{path} names model {name!r}, which utils.models does not define")
     model = build_model(name)
