@@ -295,7 +295,7 @@ def markdown(results: dict) -> str:
             ms, spe = aug["ms_per_batch"], aug["seconds_per_epoch"]
             lines += ["", f"Augmenting one batch of 128 in (b) (median of {aug['repeats']}, alternating): "
                       f"{ms['torch']:.2f} ms with torch's `F.affine_grid`, {ms['utils']:.2f} ms with "
-                      f"`utils.augment.affine_grid` (bit-identical grid, no batched matmul), which (b) and `fit` use: "
+                      f"`utils.augment.affine_grid` (the same grid up to rounding, no batched matmul), which (b) and `fit` use: "
                       f"{spe['torch'] - spe['utils']:.2f} s saved per epoch."]
     f = results.get("full")
     if f:

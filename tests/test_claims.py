@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from utils.data import load_test_set, repo_root
-from utils.engine import evaluate, load_checkpoint
+from utils.engine import load_checkpoint, predict
 from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters
 from utils.report import EXERCISE_BAR, below_bar_probability, render, round2_decision
 from utils.train import train_model
@@ -19,13 +19,18 @@ def _json(name):
 
 
 def test_the_shipped_weights_give_exactly_the_published_test_accuracy(data_root):
+    """Same weights, same images: the same right answers, on any CPU, except where the top two classes nearly tie."""
     published = _json(f"{FINAL}_seed1.json")
     model = build_model(FINAL)
     info = load_checkpoint(RESULTS / f"{FINAL}_seed1.pt", model)
     test_x, test_y = load_test_set(info["mean"], info["std"], data_root, download=False)
-    _, acc = evaluate(model, test_x, test_y)
-    assert round(acc * len(test_y)) == round(published["test_acc"] * len(test_y))  # same number of right answers
-    assert acc >= EXERCISE_BAR
+    log_probs = predict(model, test_x)
+    top2 = log_probs.topk(2, dim=1).values
+    near_ties = int((top2[:, 0] - top2[:, 1] < 1e-4).sum())  # where another CPU's rounding could flip the answer
+    right = int((log_probs.argmax(1) == test_y).sum())
+    assert abs(right - round(published["test_acc"] * len(test_y))) <= near_ties
+    assert near_ties <= 2, "the shipped model's answers should not hinge on rounding"
+    assert right / len(test_y) >= EXERCISE_BAR
 
 
 @pytest.mark.parametrize("folder", ["", "gpu/"])
