@@ -56,15 +56,20 @@ def test_the_chance_below_the_bar_is_the_normal_tail():
     assert below_bar_probability(0.995, 0.0) == 0.0 and below_bar_probability(0.993, 0.0) == 1.0
 
 
-def test_the_round2_variations_were_judged_on_validation_only_and_the_rule_picked_the_final_model():
-    files = sorted((RESULTS / "tried_round2").glob("*_seed*.json"))
-    assert files, "results/tried_round2/ holds the variations the README's round-2 table shows"
+def _assert_validation_only_variations(folder: str) -> None:
+    """Every variation file in results/<folder>: no test key, <= 15 epochs, dropout, in budget, chosen on val."""
+    files = sorted((RESULTS / folder).glob("*_seed*.json"))
+    assert files, f"results/{folder}/ holds the variations the README's table shows"
     for path in files:
         r = json.loads(path.read_text())
         assert not any("test" in k for k in r), f"{path.name}: a variation must never see the test set"
         assert len(r["val"]) <= 15 and r["dropout"] > 0, path.name
         assert r["params"] < (20_000 if r["name"].startswith("stretch") else 8000), path.name
         assert r["best_val"] == max(r["val"]) == r["val"][r["best_epoch"] - 1], path.name
+
+
+def test_the_round2_variations_were_judged_on_validation_only_and_the_rule_picked_the_final_model():
+    _assert_validation_only_variations("tried_round2")
     text = round2_decision()
     assert "**adopted**, as `" + FINAL + "`" in text and "TTA **not adopted**" in text
     assert f"now `{STRETCH}`" in text
@@ -77,13 +82,7 @@ def test_the_readme_shows_what_the_result_files_say():
 
 
 def test_the_recipe_variations_were_judged_on_validation_only_within_the_rules():
-    files = sorted((RESULTS / "tried").glob("*_seed*.json"))
-    assert files, "results/tried/ holds the variations the README's table shows"
-    for path in files:
-        r = json.loads(path.read_text())
-        assert not any("test" in k for k in r), f"{path.name}: a variation must never see the test set"
-        assert len(r["val"]) <= 15 and r["params"] < 8000 and r["dropout"] > 0, path.name
-        assert r["best_val"] == max(r["val"]) == r["val"][r["best_epoch"] - 1], path.name
+    _assert_validation_only_variations("tried")
 
 
 @pytest.mark.slow

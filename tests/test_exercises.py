@@ -1,4 +1,4 @@
-"""The exercises of notebooks 03 and 04: each has a hint and a solution, decides on validation, and the solutions run.
+"""The exercises of every notebook: each has a hint and a solution, decides on validation, and the solutions run.
 
 The solutions live in collapsible `<details>` blocks of the notebooks' last markdown cell. Here they are
 appended, as code cells, to a copy of the notebook, which papermill runs with CI's smoke parameters:
@@ -13,7 +13,8 @@ import pytest
 
 from test_notebooks import NOTEBOOKS, SMOKE
 
-WITH_EXERCISES = ["03_training.ipynb", "04_misclassification_analysis.ipynb"]
+WITH_EXERCISES = ["01_data_exploration.ipynb", "02_architecture_iterations.ipynb", "03_training.ipynb",
+                  "04_misclassification_analysis.ipynb"]
 SOLUTION = re.compile(r"<details><summary>Solution</summary>\s*```python\n(.*?)```", re.S)
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
