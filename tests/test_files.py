@@ -144,16 +144,26 @@ def test_the_output_folder_is_probed_and_refused_clearly(tmp_path):
         check_writable_folder(a_file / "runs")  # a path under a file: what root cannot write either
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="as root, a read-only folder is still writable")
-def test_a_read_only_output_folder_is_refused(tmp_path):
+def test_a_read_only_output_folder_is_refused(tmp_path, monkeypatch):
+    """A folder the user may not write to. Root may write anywhere, so there the probe's refusal is simulated."""
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)
+    if os.name != "posix" or os.geteuid() == 0:
+        real_open = open
+
+        def refuse_in_folder(path, *args, **kwargs):
+            if os.path.dirname(os.fspath(path)) == str(folder):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", refuse_in_folder)
     try:
-        with pytest.raises(OutputFolderError, match="cannot write"):
+        with pytest.raises(OutputFolderError, match="cannot write to the output folder"):
             check_writable_folder(folder)
     finally:
         folder.chmod(0o755)
+    assert list(folder.iterdir()) == [], "the probe file is removed"
 
 
 def test_a_run_that_fails_before_the_end_writes_nothing_and_keeps_the_old_pair(tmp_path, data_root, monkeypatch):
