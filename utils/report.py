@@ -204,6 +204,21 @@ def round2_table(results: Path = RESULTS) -> str:
                            "TTA 5 shifts (pp)", "TTA 9 shifts (pp)"], rows)
 
 
+def round1_decision(results: Path = RESULTS) -> str:
+    """Round 1's rule (6b replaces step 6 if its five-seed mean best validation accuracy is >= 0.03 pp higher), applied."""
+    base = [read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in range(1, 6)]
+    tuned = [read_json(results / f"6b_tuned_recipe_seed{s}.json") for s in range(1, 6)]
+    if None in base or None in tuned:
+        return "_Round 1's five-seed runs are missing: `bash scripts/reproduce_results.sh`._"
+    b, t = [r["best_val_acc"] for r in base], [r["best_val_acc"] for r in tuned]
+    gain = statistics.mean(t) - statistics.mean(b)
+    better = sum(x > y for x, y in zip(t, b))
+    return (f"Five seeds each, validation only: `6b_tuned_recipe` {pct(statistics.mean(t), 3)} against "
+            f"`{TUNING_BASE}`'s {pct(statistics.mean(b), 3)} ({100 * gain:+.3f} pp; higher on {better} of 5 "
+            f"seeds). The rule, set before any of its test results were read: adopt if the gain is at least "
+            f"0.03 pp: **{'adopted' if gain >= 0.0003 else 'not adopted'}**.")
+
+
 ROUND2_RULE = {"candidates": ("pad_nodrop_ema", "pad_aug5", "pad_aug5_ema"), "min_gain": 0.0003,
                "stretch_candidates": ("stretch_6b", "stretch_pad")}
 """Round 2's adoption rule, fixed before any candidate's test number was read (see scripts/try_recipes.py)."""
@@ -236,7 +251,7 @@ def round2_decision(results: Path = RESULTS) -> str:
 
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
-          "tried_round2": round2_table, "round2_decision": round2_decision}
+          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision}
 
 
 def render(text: str) -> str:
