@@ -204,6 +204,10 @@ def round2_table(results: Path = RESULTS) -> str:
                            "TTA 5 shifts (pp)", "TTA 9 shifts (pp)"], rows)
 
 
+ADOPTION_MIN_GAIN = 0.0003
+"""Both rounds' rule: a candidate replaces the model it varies if its mean best validation accuracy is this much higher."""
+
+
 def round1_decision(results: Path = RESULTS) -> str:
     """Round 1's rule (6b replaces step 6 if its five-seed mean best validation accuracy is >= 0.03 pp higher), applied."""
     base = [read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in range(1, 6)]
@@ -216,10 +220,10 @@ def round1_decision(results: Path = RESULTS) -> str:
     return (f"Five seeds each, validation only: `6b_tuned_recipe` {pct(statistics.mean(t), 3)} against "
             f"`{TUNING_BASE}`'s {pct(statistics.mean(b), 3)} ({100 * gain:+.3f} pp; higher on {better} of 5 "
             f"seeds). The rule, set before any of its test results were read: adopt if the gain is at least "
-            f"0.03 pp: **{'adopted' if gain >= 0.0003 else 'not adopted'}**.")
+            f"{100 * ADOPTION_MIN_GAIN:.2f} pp: **{'adopted' if gain >= ADOPTION_MIN_GAIN else 'not adopted'}**.")
 
 
-ROUND2_RULE = {"candidates": ("pad_nodrop_ema", "pad_aug5", "pad_aug5_ema"), "min_gain": 0.0003,
+ROUND2_RULE = {"candidates": ("pad_nodrop_ema", "pad_aug5", "pad_aug5_ema"), "min_gain": ADOPTION_MIN_GAIN,
                "stretch_candidates": ("stretch_6b", "stretch_pad")}
 """Round 2's adoption rule, fixed before any candidate's test number was read (see scripts/try_recipes.py)."""
 
