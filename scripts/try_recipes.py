@@ -3,6 +3,7 @@
     python scripts/try_recipes.py            # train every variation and seed that has no result file yet
     python scripts/try_recipes.py --jobs 2   # two at a time (one CPU thread each)
     python scripts/try_recipes.py --list     # what is there, without training
+    python scripts/try_recipes.py --round 3  # round 3 (variations of the final model), likewise
 
 Each run is that recipe (`utils.models.TUNING_BASE`) with one or two changes, seeded like `utils.train`
 (`torch.manual_seed(seed)` before the model is built, `fit(..., seed=seed)`), trained for the full
@@ -86,7 +87,33 @@ ROUND2: dict[str, tuple[str, str, float, dict]] = {
 }
 
 
-def run_one(name: str, seed: int, data_root: str | None = None, device: str = "cpu", round2: bool = False) -> dict:
+# Round 3 (issue "A margin for every learner", continued): variations of the final recipe (8_padding_ema) on
+# this machine's CPU (one thread per run), combining the round-2 changes that had helped on their own.
+# Adoption rule, written down before any of these runs started (and before any test number of a candidate
+# exists): among b64, wide and wide_b64, the one with the highest five-seed mean best-validation accuracy
+# becomes the final model if that mean beats 8_padding_ema's mean best-validation accuracy over the same seeds
+# 1-5 (its published CPU runs in results/, same machine, torch and thread count) by at least 0.03 pp;
+# otherwise 8_padding_ema stays final. Under 20,000 parameters: stretch_ema replaces 9_stretch_tuned if its
+# five-seed mean beats 9_stretch_tuned's published seeds 1-5 by at least 0.03 pp. TTA as in round 2.
+ROUND3_BASE = "8_padding_ema"
+ROUND3_OUT = RESULTS / "tried_round3"
+ROUND3_SEEDS = (1, 2, 3, 4, 5)
+_S8 = " ".join(STEPS[ROUND3_BASE].spec)
+_WIDE = "c8p c16p M t8 c10 c14 c14 c18 G"
+ROUND3: dict[str, tuple[str, str, float, dict]] = {
+    "b64": ("8 + batch 64, max lr 0.1", _S8, 0.01, {"batch_size": 64, "lr": 0.1}),
+    "wide": ("8 with the wider late stack (c10 c14 c14 c18)", _WIDE, 0.01, {}),
+    "wide_b64": ("8 with the wider late stack + batch 64, max lr 0.1", _WIDE, 0.01, {"batch_size": 64, "lr": 0.1}),
+    "stretch_ema": ("stretch spec + EMA 0.999, dropout 0.01 (< 20k)", " ".join(STEPS["9_stretch_tuned"].spec), 0.01,
+                    {}),
+}
+
+# round: (variations, seeds, output folder, the step whose recipe they vary)
+ROUNDS = {1: (VARIATIONS, SEEDS, OUT, TUNING_BASE), 2: (ROUND2, ROUND2_SEEDS, ROUND2_OUT, ROUND2_BASE),
+          3: (ROUND3, ROUND3_SEEDS, ROUND3_OUT, ROUND3_BASE)}
+
+
+def run_one(name: str, seed: int, data_root: str | None = None, device: str = "cpu", round_: int = 1) -> dict:
     """Train one variation with one seed (one CPU thread) and write its result file (validation only)."""
     import torch
 
@@ -94,8 +121,8 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
     from utils.engine import TTA_SHIFTS, evaluate, fit
     from utils.models import Net, count_parameters
 
-    change, spec, dropout, overrides = (ROUND2 if round2 else VARIATIONS)[name]
-    base = ROUND2_BASE if round2 else TUNING_BASE
+    table, _, out, base = ROUNDS[round_]
+    change, spec, dropout, overrides = table[name]
     torch.set_num_threads(1)
     config = replace(STEPS[base].config, **overrides)
     splits = load_splits(data_root, device=device)
@@ -107,14 +134,13 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
               "overrides": overrides, "params": count_parameters(model), "best_val": history["best_val_acc"],
               "best_epoch": history["best_epoch"], "val": history["val_acc"], "train": history["train_acc"],
               "seconds": time.perf_counter() - start, "torch": torch.__version__}
-    if round2:
+    if round_ > 1:
         result["base"] = base
         result["device"] = str(splits.train_x.device)
         if "live_val_acc" in history:
             result["live_val"] = history["live_val_acc"]
         result["tta_val"] = {k: evaluate(model, splits.val_x, splits.val_y, 2000, shifts, splits.background)[1]
                              for k, shifts in TTA_SHIFTS.items() if k != "none"}
-    out = ROUND2_OUT if round2 else OUT
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -126,15 +152,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--list", action="store_true", help="show what is there; train nothing")
-    ap.add_argument("--round2", action="store_true", help="the second round (variations of the final recipe)")
+    ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1,
+                    help="1: variations of step 6's recipe; 2 and 3: of the final model's (default 1)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", nargs="+", help="only these variations")
     ap.add_argument("--one", nargs=2, metavar=("NAME", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        run_one(args.one[0], int(args.one[1]), args.data_root, args.device, args.round2)
+        run_one(args.one[0], int(args.one[1]), args.data_root, args.device, args.round)
         return 0
-    table, seeds, out = (ROUND2, ROUND2_SEEDS, ROUND2_OUT) if args.round2 else (VARIATIONS, SEEDS, OUT)
+    table, seeds, out, _ = ROUNDS[args.round]
     names = args.only or list(table)
     todo = [(n, s) for s in seeds for n in names if not (out / f"{n}_seed{s}.json").is_file()]
     if args.list:
@@ -142,9 +169,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     def launch(job):
-        cmd = [sys.executable, __file__, "--one", job[0], str(job[1]), "--device", args.device]
-        if args.round2:
-            cmd.append("--round2")
+        cmd = [sys.executable, __file__, "--one", job[0], str(job[1]), "--device", args.device,
+               "--round", str(args.round)]
         if args.data_root:
             cmd += ["--data-root", args.data_root]
         subprocess.run(cmd, check=True)
