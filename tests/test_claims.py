@@ -2,13 +2,15 @@
 
 import json
 import statistics
+from dataclasses import replace
 
 import pytest
 
 from utils.data import load_test_set, repo_root
 from utils.engine import load_checkpoint, predict
 from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters
-from utils.report import EXERCISE_BAR, below_bar_probability, render, round2_decision
+from utils.report import (EXERCISE_BAR, ROUND2_RULE, ROUND3_BASE, ROUND3_RULE, below_bar_probability, render,
+                          round2_decision, round2_rows, round3_outcome)
 from utils.train import train_model
 
 RESULTS = repo_root() / "results"
@@ -68,11 +70,37 @@ def _assert_validation_only_variations(folder: str) -> None:
         assert r["best_val"] == max(r["val"]) == r["val"][r["best_epoch"] - 1], path.name
 
 
-def test_the_round2_variations_were_judged_on_validation_only_and_the_rule_picked_the_final_model():
+def _assert_step_is_the_variation(step: str, folder: str, name: str) -> None:
+    """The step of the road that a round's rule adopted trains exactly the variation that won."""
+    r = _json(f"{folder}/{name}_seed1.json")
+    s = STEPS[step]
+    assert list(s.spec) == r["spec"] and s.dropout == r["dropout"], f"{step} is not {folder}/{name}"
+    assert s.config == replace(STEPS[r["base"]].config, **r["overrides"]), f"{step}'s recipe is not {name}'s"
+
+
+def test_the_round2_variations_were_judged_on_validation_only_and_the_rule_picked_step_8():
     _assert_validation_only_variations("tried_round2")
     text = round2_decision()
-    assert "**adopted**, as `" + FINAL + "`" in text and "TTA **not adopted**" in text
-    assert f"now `{STRETCH}`" in text
+    assert f"**adopted**, as `{ROUND2_RULE['becomes']}`" in text and "TTA **not adopted**" in text
+    assert f"now `{ROUND2_RULE['stretch_becomes']}`" in text
+    rows = {v["name"]: v for v in round2_rows()}
+    winner = max((rows[n] for n in ROUND2_RULE["candidates"]), key=lambda v: v["mean"])
+    _assert_step_is_the_variation(ROUND2_RULE["becomes"], "tried_round2", winner["name"])
+    _assert_step_is_the_variation(ROUND2_RULE["stretch_becomes"], "tried_round2", "stretch_6b")
+
+
+def test_the_round3_variations_were_judged_on_validation_only_and_the_final_model_follows_the_rule():
+    _assert_validation_only_variations("tried_round3")
+    o = round3_outcome()
+    assert o is not None, "round 3 is complete: every seed of every variation"
+    if o["adopted"]:
+        _assert_step_is_the_variation(FINAL, "tried_round3", o["best"]["name"])
+    else:
+        assert FINAL == ROUND3_BASE
+    if o["stretch_adopted"]:
+        _assert_step_is_the_variation(STRETCH, "tried_round3", ROUND3_RULE["stretch_candidate"])
+    else:
+        assert STRETCH == ROUND3_RULE["stretch_base"]
 
 
 def test_the_readme_shows_what_the_result_files_say():

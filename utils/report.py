@@ -174,38 +174,81 @@ def tried_table(results: Path = RESULTS) -> str:
     return markdown_table(header, rows)
 
 
-def round2_rows(results: Path = RESULTS) -> list[dict]:
-    """Round 2 (scripts/try_recipes.py --round2): per variation, its seeds' best validation accuracy, with and without TTA."""
-    runs: dict[str, dict] = {}
-    for path in sorted((results / "tried_round2").glob("*_seed*.json")):
+def round_rows(folder: str = "tried_round2", base: Optional[dict] = None, results: Path = RESULTS) -> list[dict]:
+    """A round of variations (scripts/try_recipes.py --round N): per variation, its seeds' best validation accuracy, with and without TTA.
+
+    The base (the recipe varied) is the round's own `base` runs, or `base` given as a row
+    {"name": "base", "change", "params", "val": {seed: best val}} (its TTA unknown).
+    """
+    runs: dict[str, dict] = {} if base is None else {"base": {**base, "tta5": {}, "tta9": {}}}
+    for path in sorted((results / folder).glob("*_seed*.json")):
         r = read_json(path)
         v = runs.setdefault(r["name"], {"name": r["name"], "change": r["change"], "params": r["params"],
                                         "val": {}, "tta5": {}, "tta9": {}})
         v["val"][r["seed"]] = r["best_val"]
         v["tta5"][r["seed"]], v["tta9"][r["seed"]] = r["tta_val"]["cross1"], r["tta_val"]["square1"]
-    base = runs.get("base", {"val": {}})["val"]
+    if set(runs) <= {"base"}:
+        return []
+    base_val = runs.get("base", {"val": {}})["val"]
     for v in runs.values():
-        common = [s for s in v["val"] if s in base]
+        common = [s for s in v["val"] if s in base_val]
         v["mean"] = statistics.mean(v["val"].values())
-        v["delta"] = statistics.mean(v["val"][s] - base[s] for s in common) if common else float("nan")
-        v["tta5_gain"] = statistics.mean(v["tta5"][s] - v["val"][s] for s in v["val"])
-        v["tta9_gain"] = statistics.mean(v["tta9"][s] - v["val"][s] for s in v["val"])
+        v["delta"] = statistics.mean(v["val"][s] - base_val[s] for s in common) if common else float("nan")
+        for k in ("tta5", "tta9"):
+            v[f"{k}_gain"] = statistics.mean(v[k][s] - v["val"][s] for s in v[k]) if v[k] else None
     return sorted(runs.values(), key=lambda v: (v["name"] != "base", -v["delta"]))
+
+
+def round2_rows(results: Path = RESULTS) -> list[dict]:
+    """Round 2 (scripts/try_recipes.py --round 2, variations of 6b): one dict per variation, see `round_rows`."""
+    return round_rows("tried_round2", results=results)
+
+
+ROUND3_BASE, ROUND3_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
+"""Round 3 varies 8_padding_ema; its base is that step's published CPU runs of these seeds."""
+
+
+def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) -> Optional[dict]:
+    """A step's published runs of `seeds` as a base row for `round_rows`, or None if one is missing."""
+    runs = [read_json(results / f"{step}_seed{s}.json") for s in seeds]
+    if None in runs:
+        return None
+    return {"name": "base", "change": f"`{step}` as published ({runs[0]['device']})", "params": runs[0]["parameters"],
+            "val": {r["seed"]: r["best_val_acc"] for r in runs}}
+
+
+def round3_rows(results: Path = RESULTS) -> list[dict]:
+    """Round 3 (scripts/try_recipes.py --round 3, variations of 8_padding_ema on the CPU): see `round_rows`."""
+    return round_rows("tried_round3", _published_base(ROUND3_BASE, ROUND3_SEEDS, results), results)
+
+
+def _round_table(rows: list[dict], base: str, missing: str) -> str:
+    def gain(x):
+        return "" if x is None else f"{100 * x:+.3f}"
+
+    table = [[v["change"], f"{v['params']:,}", len(v["val"]), pct(v["mean"]),
+              "" if v["name"] == "base" else gain(v["delta"]), gain(v["tta5_gain"]), gain(v["tta9_gain"])]
+             for v in rows]
+    if not table:
+        return missing
+    return markdown_table(["Recipe", "Params", "Seeds", "Mean best val", f"vs {base}, same seeds (pp)",
+                           "TTA 5 shifts (pp)", "TTA 9 shifts (pp)"], table)
 
 
 def round2_table(results: Path = RESULTS) -> str:
     """Round 2 as a markdown table: mean best validation accuracy, its gain over 6b on the same seeds, and TTA's gain."""
-    rows = [[v["change"], f"{v['params']:,}", len(v["val"]), pct(v["mean"]),
-             "" if v["name"] == "base" else f"{100 * v['delta']:+.3f}",
-             f"{100 * v['tta5_gain']:+.3f}", f"{100 * v['tta9_gain']:+.3f}"] for v in round2_rows(results)]
-    if not rows:
-        return "_No round-2 variations yet: run `python scripts/try_recipes.py --round2`._"
-    return markdown_table(["Recipe", "Params", "Seeds", "Mean best val", "vs 6b, same seeds (pp)",
-                           "TTA 5 shifts (pp)", "TTA 9 shifts (pp)"], rows)
+    return _round_table(round2_rows(results), "6b",
+                        "_No round-2 variations yet: run `python scripts/try_recipes.py --round 2`._")
+
+
+def round3_table(results: Path = RESULTS) -> str:
+    """Round 3 as a markdown table, like round 2's, against 8_padding_ema's published CPU seeds."""
+    return _round_table(round3_rows(results), "8",
+                        "_No round-3 variations yet: run `python scripts/try_recipes.py --round 3`._")
 
 
 ADOPTION_MIN_GAIN = 0.0003
-"""Both rounds' rule: a candidate replaces the model it varies if its mean best validation accuracy is this much higher."""
+"""Every round's rule: a candidate replaces the model it varies if its mean best validation accuracy is this much higher."""
 
 
 def round1_decision(results: Path = RESULTS) -> str:
@@ -224,7 +267,8 @@ def round1_decision(results: Path = RESULTS) -> str:
 
 
 ROUND2_RULE = {"candidates": ("pad_nodrop_ema", "pad_aug5", "pad_aug5_ema"), "min_gain": ADOPTION_MIN_GAIN,
-               "stretch_candidates": ("stretch_6b", "stretch_pad")}
+               "stretch_candidates": ("stretch_6b", "stretch_pad"), "becomes": "8_padding_ema",
+               "stretch_becomes": "9_stretch_tuned"}
 """Round 2's adoption rule, fixed before any candidate's test number was read (see scripts/try_recipes.py)."""
 
 
@@ -245,17 +289,62 @@ def round2_decision(results: Path = RESULTS) -> str:
             f"least {100 * ROUND2_RULE['min_gain']:.2f} pp; test-time augmentation only if it adds as much. "
             f"Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against 6b's "
             f"{pct(base['mean'], 3)}, {100 * gain:+.3f} pp: **{'adopted' if adopted else 'not adopted'}**"
-            f"{f', as `{FINAL}`' if adopted else ''}. Its best TTA gain was {100 * tta:+.3f} pp: TTA "
+            f"{', as `' + ROUND2_RULE['becomes'] + '`' if adopted else ''}. Its best TTA gain was {100 * tta:+.3f} pp: TTA "
             f"**{'adopted' if tta >= ROUND2_RULE['min_gain'] else 'not adopted'}**.")
     if stretch is not None:
         text += (f" Under 20,000 parameters the higher mean was `{stretch['name']}` ({stretch['change']}, "
-                 f"{pct(stretch['mean'], 3)}), now `{STRETCH}`.")
+                 f"{pct(stretch['mean'], 3)}), now `{ROUND2_RULE['stretch_becomes']}`.")
     return text
+
+
+ROUND3_RULE = {"candidates": ("b64", "wide", "wide_b64"), "min_gain": ADOPTION_MIN_GAIN,
+               "stretch_candidate": "stretch_ema", "stretch_base": "9_stretch_tuned"}
+"""Round 3's adoption rule, written down before its runs started (see scripts/try_recipes.py)."""
+
+
+def round3_outcome(results: Path = RESULTS) -> Optional[dict]:
+    """Round 3's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
+    rows = {v["name"]: v for v in round3_rows(results)}
+    cands = [rows.get(n) for n in ROUND3_RULE["candidates"]]
+    stretch = rows.get(ROUND3_RULE["stretch_candidate"])
+    sbase = _published_base(ROUND3_RULE["stretch_base"], ROUND3_SEEDS, results)
+    if "base" not in rows or sbase is None or any(v is None or len(v["val"]) < len(ROUND3_SEEDS)
+                                                  for v in cands + [stretch]):
+        return None
+    base, best = rows["base"], max(cands, key=lambda v: v["mean"])
+    sbase_mean = statistics.mean(sbase["val"].values())
+    gain, sgain = best["mean"] - base["mean"], stretch["mean"] - sbase_mean
+    return {"base": base, "best": best, "gain": gain, "adopted": gain >= ROUND3_RULE["min_gain"],
+            "stretch": stretch, "stretch_base_mean": sbase_mean, "stretch_gain": sgain,
+            "stretch_adopted": sgain >= ROUND3_RULE["min_gain"]}
+
+
+def round3_decision(results: Path = RESULTS) -> str:
+    """The round-3 adoption rule applied to the validation results, as sentences computed from the files."""
+    o = round3_outcome(results)
+    if o is None:
+        return (f"_Round 3 is not complete ({len(ROUND3_SEEDS)} seeds of every variation): "
+                f"`python scripts/try_recipes.py --round 3`._")
+    best, names = o["best"], ", ".join(f"`{n}`" for n in ROUND3_RULE["candidates"])
+    sbase = ROUND3_RULE["stretch_base"]
+    return (f"Rule, written down before these runs started: the candidate with the highest {len(ROUND3_SEEDS)}-seed "
+            f"mean best-validation accuracy among {names} replaces `{ROUND3_BASE}` if it beats that model's "
+            f"published CPU runs of the same seeds by at least {100 * ROUND3_RULE['min_gain']:.2f} pp; "
+            f"`{ROUND3_RULE['stretch_candidate']}` replaces `{sbase}` on the same terms. "
+            f"Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
+            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp: "
+            f"**{'adopted' if o['adopted'] else 'not adopted'}**"
+            f"{f', as `{FINAL}`' if o['adopted'] else f'; `{ROUND3_BASE}` stays the final model'}. "
+            f"`{ROUND3_RULE['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against "
+            f"`{sbase}`'s {pct(o['stretch_base_mean'], 3)}, {100 * o['stretch_gain']:+.3f} pp: "
+            f"**{'adopted' if o['stretch_adopted'] else 'not adopted'}**"
+            f"{f', as `{STRETCH}`' if o['stretch_adopted'] else f'; `{sbase}` stays'}.")
 
 
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
-          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision}
+          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
+          "tried_round3": round3_table, "round3_decision": round3_decision}
 
 
 def render(text: str) -> str:
