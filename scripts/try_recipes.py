@@ -108,9 +108,23 @@ ROUND3: dict[str, tuple[str, str, float, dict]] = {
                     {}),
 }
 
+# Round 4: another allocation of the < 8,000 budget, on the same CPU: after step 8's first block, separable 3x3
+# convs (a depthwise 3x3 then a 1x1), which cost about 9/C_out of a full 3x3 conv and so buy 2-3x the channels.
+# Adoption rule, written down before any of these runs started, after round 3's seeds 1-2 (no test number of
+# any candidate exists): the higher five-seed mean best-validation accuracy of sep4 and sep5 becomes the final
+# model if it beats 8_padding_ema's published CPU runs of seeds 1-5 by at least 0.03 pp; otherwise step 8
+# stays final. Same recipe as step 8 (padding, EMA 0.999, dropout 0.01, 15 epochs).
+ROUND4_OUT = RESULTS / "tried_round4"
+ROUND4: dict[str, tuple[str, str, float, dict]] = {
+    "sep4": ("four separable convs after the pool (s24 s40 s40 s40), RF 22", "c8p c16p M t8 s24 s40 s40 s40 G", 0.01,
+             {}),
+    "sep5": ("five separable convs after the pool (s24 s32 s32 s36 s40), RF 26", "c8p c16p M t8 s24 s32 s32 s36 s40 G",
+             0.01, {}),
+}
+
 # round: (variations, seeds, output folder, the step whose recipe they vary)
 ROUNDS = {1: (VARIATIONS, SEEDS, OUT, TUNING_BASE), 2: (ROUND2, ROUND2_SEEDS, ROUND2_OUT, ROUND2_BASE),
-          3: (ROUND3, ROUND3_SEEDS, ROUND3_OUT, ROUND3_BASE)}
+          3: (ROUND3, ROUND3_SEEDS, ROUND3_OUT, ROUND3_BASE), 4: (ROUND4, ROUND3_SEEDS, ROUND4_OUT, ROUND3_BASE)}
 
 
 def run_one(name: str, seed: int, data_root: str | None = None, device: str = "cpu", round_: int = 1) -> dict:
@@ -153,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--list", action="store_true", help="show what is there; train nothing")
     ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1,
-                    help="1: variations of step 6's recipe; 2 and 3: of the final model's (default 1)")
+                    help="1: variations of step 6's recipe; 2-4: of the final model's (default 1)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", nargs="+", help="only these variations")
     ap.add_argument("--one", nargs=2, metavar=("NAME", "SEED"), help=argparse.SUPPRESS)

@@ -71,6 +71,18 @@ def test_a_padded_conv_keeps_the_map_size_and_adds_no_parameters():
         build_model("nope")
 
 
+def test_a_separable_conv_costs_a_depthwise_3x3_plus_a_1x1_and_grows_the_receptive_field_like_a_3x3():
+    sep, full = Net(["c8", "s16", "G"], batchnorm=True), Net(["c8", "c16", "G"], batchnorm=True)
+    head_and_first = 9 * 8 + 2 * 8 + 16 * 10
+    assert count_parameters(sep) == head_and_first + 9 * 8 + 8 * 16 + 2 * 16
+    assert count_parameters(full) == head_and_first + 9 * 8 * 16 + 2 * 16
+    assert final_receptive_field(sep) == final_receptive_field(full) == 5
+    assert [r["out"] for r in receptive_field(sep)][:4] == [28, 26, 24, 24]
+    assert sep(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    depthwise = next(r for r in parameter_table(sep) if r["params"] == 9 * 8 and r["layer"] != "layers.0")
+    assert depthwise["formula"] == "3·3·8"
+
+
 def test_parameter_table_explains_every_parameter_with_its_formula():
     for spec, batchnorm in [(["c8", "c16", "M", "c16", "G"], False), (list(STEPS[FINAL].spec), True)]:
         model = Net(spec, batchnorm=batchnorm)

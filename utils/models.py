@@ -14,9 +14,11 @@ from .config import TrainConfig
 
 
 class Net(nn.Module):
-    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `M` max-pool, `G` GAP head.
+    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv, `M` max-pool, `G` GAP head.
 
-    Every `c` and `t` layer is conv -> (BatchNorm) -> ReLU, followed by Dropout once the maps are
+    A separable conv (`s`) is a depthwise 3x3 conv (one 3x3 filter per input channel, 9·C_in weights)
+    followed by a 1x1 conv to the output channels (C_in·C_out), instead of 9·C_in·C_out weights.
+    Every `c`, `t` and `s` layer is conv -> (BatchNorm) -> ReLU, followed by Dropout once the maps are
     small (after the first max-pool, where most of the weights live and dropout costs little time),
     except the last conv before the head. `G` averages each channel over the whole map (GAP), then
     a 1x1 conv maps the channels to the 10 classes. The output is log-probabilities (N x 10).
@@ -29,7 +31,7 @@ class Net(nn.Module):
         self.spec = list(spec)
         layers: list[nn.Module] = []
         channels = 1
-        last_conv = max(i for i, s in enumerate(spec) if s[0] in "ct")
+        last_conv = max(i for i, s in enumerate(spec) if s[0] in "cts")
         pooled = False
         for i, token in enumerate(spec[:-1]):
             kind = token[0]
@@ -39,9 +41,11 @@ class Net(nn.Module):
                 continue
             padded = kind == "c" and token.endswith("p")
             digits = token[1:-1] if padded else token[1:]
-            if kind not in "ct" or not digits.isdigit():
-                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, M or G)")
+            if kind not in "cts" or not digits.isdigit():
+                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, sN, M or G)")
             out = int(digits)
+            if kind == "s":
+                layers.append(nn.Conv2d(channels, channels, 3, groups=channels, bias=False))
             k = 3 if kind == "c" else 1
             layers.append(nn.Conv2d(channels, out, k, padding=1 if padded else 0, bias=not batchnorm))
             if batchnorm:
@@ -169,7 +173,9 @@ def parameter_table(model: nn.Module) -> list[dict]:
             continue
         if isinstance(m, nn.Conv2d):
             k = m.kernel_size[0]
-            formula = f"{k}·{k}·{m.in_channels}·{m.out_channels}" + (f" + {m.out_channels}" if m.bias is not None else "")
+            formula = (f"{k}·{k}·{m.in_channels}" if m.groups == m.in_channels == m.out_channels > 1  # depthwise
+                       else f"{k}·{k}·{m.in_channels}·{m.out_channels}")
+            formula += f" + {m.out_channels}" if m.bias is not None else ""
         elif isinstance(m, nn.BatchNorm2d):
             formula = f"2·{m.num_features}"
         elif isinstance(m, nn.Linear):
