@@ -4,7 +4,7 @@
 #   bash scripts/reproduce_results.sh           # everything on this machine's CPU (many hours on 2 cores)
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
 #   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/
-#   bash scripts/reproduce_results.sh round3    # round 3 of variations (validation only) -> results/tried_round3/
+#   bash scripts/reproduce_results.sh rounds    # rounds 3 and 4 of variations (validation only) -> results/tried_round{3,4}/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
 # it passes --publish, which the command line needs before it writes there.
@@ -32,6 +32,10 @@ multiseed() {  # MODEL N OUT DEVICE: N seeds of MODEL, then their summary
   train --model "$model" --seeds $(seeds "$n") --summarize --out "$out"
 }
 
+rounds() {  # rounds 3 and 4: variations of step 8 on this CPU, validation only (base: step 8's published seeds)
+  for n in 3 4; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
+}
+
 case "${1:-all}" in
   all)
     road
@@ -43,10 +47,9 @@ case "${1:-all}" in
     # Variations of step 6's recipe, validation only (they chose 6b's recipe). Round 2 (it chose the
     # final model) was run on a GPU: python scripts/try_recipes.py --round 2 --device cuda --jobs 19
     python scripts/try_recipes.py --jobs "$JOBS"
-    # Round 3 (variations of the final model, validation only) on this CPU.
-    python scripts/try_recipes.py --round 3 --jobs "$JOBS"
+    rounds
     ;;
-  round3) python scripts/try_recipes.py --round 3 --jobs "$JOBS" ;;
+  rounds) rounds ;;
   final) multiseed "$FINAL" 10 results cpu ;;
   stretch) multiseed "$STRETCH" 5 results cpu ;;
   gpu)
@@ -55,6 +58,6 @@ case "${1:-all}" in
     multiseed "$STRETCH" 5 results/gpu cuda
     wait
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|round3]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|rounds]" >&2; exit 2 ;;
 esac
 python -m utils.report

@@ -9,8 +9,8 @@ import pytest
 from utils.data import load_test_set, repo_root
 from utils.engine import load_checkpoint, predict
 from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters
-from utils.report import (EXERCISE_BAR, ROUND2_RULE, ROUND3_BASE, ROUND3_RULE, below_bar_probability, render,
-                          round2_decision, round2_rows, round3_outcome)
+from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, ROUND2_RULE, below_bar_probability, late_round_outcome,
+                          render, round2_decision, round2_rows)
 from utils.train import train_model
 
 RESULTS = repo_root() / "results"
@@ -89,18 +89,27 @@ def test_the_round2_variations_were_judged_on_validation_only_and_the_rule_picke
     _assert_step_is_the_variation(ROUND2_RULE["stretch_becomes"], "tried_round2", "stretch_6b")
 
 
-def test_the_round3_variations_were_judged_on_validation_only_and_the_final_model_follows_the_rule():
-    _assert_validation_only_variations("tried_round3")
-    o = round3_outcome()
-    assert o is not None, "round 3 is complete: every seed of every variation"
-    if o["adopted"]:
-        _assert_step_is_the_variation(FINAL, "tried_round3", o["best"]["name"])
+def test_the_late_rounds_were_judged_on_validation_only_and_the_final_model_follows_their_rules():
+    adopted, stretch_adopted = {}, {}
+    for n in LATE_RULES:
+        _assert_validation_only_variations(f"tried_round{n}")
+        o = late_round_outcome(n)
+        assert o is not None, f"round {n} is complete: every seed of every variation"
+        if o["adopted"]:
+            adopted[n] = o["best"]["name"]
+        if o.get("stretch_adopted"):
+            stretch_adopted[n] = LATE_RULES[n]["stretch_candidate"]
+    assert len(adopted) <= 1 and len(stretch_adopted) <= 1, "each round compares with step 8: adopt one at most"
+    if adopted:
+        (n, name), = adopted.items()
+        _assert_step_is_the_variation(FINAL, f"tried_round{n}", name)
     else:
-        assert FINAL == ROUND3_BASE
-    if o["stretch_adopted"]:
-        _assert_step_is_the_variation(STRETCH, "tried_round3", ROUND3_RULE["stretch_candidate"])
+        assert FINAL == LATE_BASE
+    if stretch_adopted:
+        (n, name), = stretch_adopted.items()
+        _assert_step_is_the_variation(STRETCH, f"tried_round{n}", name)
     else:
-        assert STRETCH == ROUND3_RULE["stretch_base"]
+        assert STRETCH == LATE_RULES[3]["stretch_base"]
 
 
 def test_the_readme_shows_what_the_result_files_say():

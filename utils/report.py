@@ -204,8 +204,8 @@ def round2_rows(results: Path = RESULTS) -> list[dict]:
     return round_rows("tried_round2", results=results)
 
 
-ROUND3_BASE, ROUND3_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
-"""Round 3 varies 8_padding_ema; its base is that step's published CPU runs of these seeds."""
+LATE_BASE, LATE_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
+"""Rounds 3 and 4 vary 8_padding_ema on the CPU; their base is that step's published CPU runs of these seeds."""
 
 
 def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) -> Optional[dict]:
@@ -217,9 +217,24 @@ def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) ->
             "val": {r["seed"]: r["best_val_acc"] for r in runs}}
 
 
-def round3_rows(results: Path = RESULTS) -> list[dict]:
-    """Round 3 (scripts/try_recipes.py --round 3, variations of 8_padding_ema on the CPU): see `round_rows`."""
-    return round_rows("tried_round3", _published_base(ROUND3_BASE, ROUND3_SEEDS, results), results)
+LATE_RULES: dict[int, dict] = {
+    3: {"candidates": ("b64", "wide", "wide_b64"), "stretch_candidate": "stretch_ema", "stretch_base": "9_stretch_tuned"},
+    4: {"candidates": ("sep4", "sep5")},
+}
+"""Rounds 3 and 4's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
+the candidate with the highest mean best-validation accuracy replaces LATE_BASE if it beats the base's published
+runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its stretch base."""
+
+
+def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
+    """Round 3 or 4 (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
+    rows = round_rows(f"tried_round{n}", _published_base(LATE_BASE, LATE_SEEDS, results), results)
+    name = LATE_RULES[n].get("stretch_candidate")
+    sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, results) if name else None
+    for v in rows:
+        if v["name"] == name and sbase is not None:
+            v["delta"] = statistics.mean(v["val"][s] - sbase["val"][s] for s in v["val"] if s in sbase["val"])
+    return sorted(rows, key=lambda v: (v["name"] != "base", -v["delta"]))
 
 
 def _round_table(rows: list[dict], base: str, missing: str) -> str:
@@ -241,10 +256,11 @@ def round2_table(results: Path = RESULTS) -> str:
                         "_No round-2 variations yet: run `python scripts/try_recipes.py --round 2`._")
 
 
-def round3_table(results: Path = RESULTS) -> str:
-    """Round 3 as a markdown table, like round 2's, against 8_padding_ema's published CPU seeds."""
-    return _round_table(round3_rows(results), "8",
-                        "_No round-3 variations yet: run `python scripts/try_recipes.py --round 3`._")
+def late_round_table(n: int, results: Path = RESULTS) -> str:
+    """Round 3 or 4 as a markdown table, like round 2's, against 8_padding_ema's published CPU seeds."""
+    stretch = LATE_RULES[n].get("stretch_base")
+    return _round_table(late_round_rows(n, results), "8" + (f" ({stretch.split('_')[0]} for < 20k)" if stretch else ""),
+                        f"_No round-{n} variations yet: run `python scripts/try_recipes.py --round {n}`._")
 
 
 ADOPTION_MIN_GAIN = 0.0003
@@ -297,54 +313,58 @@ def round2_decision(results: Path = RESULTS) -> str:
     return text
 
 
-ROUND3_RULE = {"candidates": ("b64", "wide", "wide_b64"), "min_gain": ADOPTION_MIN_GAIN,
-               "stretch_candidate": "stretch_ema", "stretch_base": "9_stretch_tuned"}
-"""Round 3's adoption rule, written down before its runs started (see scripts/try_recipes.py)."""
-
-
-def round3_outcome(results: Path = RESULTS) -> Optional[dict]:
-    """Round 3's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
-    rows = {v["name"]: v for v in round3_rows(results)}
-    cands = [rows.get(n) for n in ROUND3_RULE["candidates"]]
-    stretch = rows.get(ROUND3_RULE["stretch_candidate"])
-    sbase = _published_base(ROUND3_RULE["stretch_base"], ROUND3_SEEDS, results)
-    if "base" not in rows or sbase is None or any(v is None or len(v["val"]) < len(ROUND3_SEEDS)
-                                                  for v in cands + [stretch]):
+def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
+    """Round 3's or 4's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
+    rule = LATE_RULES[n]
+    rows = {v["name"]: v for v in late_round_rows(n, results)}
+    cands = [rows.get(c) for c in rule["candidates"]]
+    stretch = rows.get(rule["stretch_candidate"]) if "stretch_candidate" in rule else None
+    sbase = _published_base(rule["stretch_base"], LATE_SEEDS, results) if "stretch_base" in rule else None
+    complete = lambda v: v is not None and len(v["val"]) >= len(LATE_SEEDS)  # noqa: E731
+    if "base" not in rows or not all(map(complete, cands)) or ("stretch_candidate" in rule and not (
+            complete(stretch) and sbase is not None)):
         return None
     base, best = rows["base"], max(cands, key=lambda v: v["mean"])
-    sbase_mean = statistics.mean(sbase["val"].values())
-    gain, sgain = best["mean"] - base["mean"], stretch["mean"] - sbase_mean
-    return {"base": base, "best": best, "gain": gain, "adopted": gain >= ROUND3_RULE["min_gain"],
-            "stretch": stretch, "stretch_base_mean": sbase_mean, "stretch_gain": sgain,
-            "stretch_adopted": sgain >= ROUND3_RULE["min_gain"]}
+    out = {"base": base, "best": best, "gain": best["mean"] - base["mean"]}
+    out["adopted"] = out["gain"] >= ADOPTION_MIN_GAIN
+    if stretch is not None:
+        out["stretch"], out["stretch_base_mean"] = stretch, statistics.mean(sbase["val"].values())
+        out["stretch_gain"] = stretch["mean"] - out["stretch_base_mean"]
+        out["stretch_adopted"] = out["stretch_gain"] >= ADOPTION_MIN_GAIN
+    return out
 
 
-def round3_decision(results: Path = RESULTS) -> str:
-    """The round-3 adoption rule applied to the validation results, as sentences computed from the files."""
-    o = round3_outcome(results)
+def late_round_decision(n: int, results: Path = RESULTS) -> str:
+    """Round 3's or 4's adoption rule applied to the validation results, as sentences computed from the files."""
+    o, rule = late_round_outcome(n, results), LATE_RULES[n]
     if o is None:
-        return (f"_Round 3 is not complete ({len(ROUND3_SEEDS)} seeds of every variation): "
-                f"`python scripts/try_recipes.py --round 3`._")
-    best, names = o["best"], ", ".join(f"`{n}`" for n in ROUND3_RULE["candidates"])
-    sbase = ROUND3_RULE["stretch_base"]
-    return (f"Rule, written down before these runs started: the candidate with the highest {len(ROUND3_SEEDS)}-seed "
-            f"mean best-validation accuracy among {names} replaces `{ROUND3_BASE}` if it beats that model's "
-            f"published CPU runs of the same seeds by at least {100 * ROUND3_RULE['min_gain']:.2f} pp; "
-            f"`{ROUND3_RULE['stretch_candidate']}` replaces `{sbase}` on the same terms. "
-            f"Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
-            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp: "
-            f"**{'adopted' if o['adopted'] else 'not adopted'}**"
-            f"{f', as `{FINAL}`' if o['adopted'] else f'; `{ROUND3_BASE}` stays the final model'}. "
-            f"`{ROUND3_RULE['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against "
-            f"`{sbase}`'s {pct(o['stretch_base_mean'], 3)}, {100 * o['stretch_gain']:+.3f} pp: "
-            f"**{'adopted' if o['stretch_adopted'] else 'not adopted'}**"
-            f"{f', as `{STRETCH}`' if o['stretch_adopted'] else f'; `{sbase}` stays'}.")
+        return (f"_Round {n} is not complete ({len(LATE_SEEDS)} seeds of every variation): "
+                f"`python scripts/try_recipes.py --round {n}`._")
+    best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
+    becomes = rule.get("becomes", FINAL)
+    text = (f"Rule, written down before these runs started: the candidate with the highest {len(LATE_SEEDS)}-seed "
+            f"mean best-validation accuracy among {names} replaces `{LATE_BASE}` if it beats that model's "
+            f"published CPU runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
+            + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
+               else "")
+            + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
+            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp: **{'adopted' if o['adopted'] else 'not adopted'}**"
+            f"{f', as `{becomes}`' if o['adopted'] else f'; `{LATE_BASE}` stayed the final model'}.")
+    if "stretch" in o:
+        sb = rule["stretch_base"]
+        text += (f" `{rule['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against `{sb}`'s "
+                 f"{pct(o['stretch_base_mean'], 3)}, {100 * o['stretch_gain']:+.3f} pp: "
+                 f"**{'adopted' if o['stretch_adopted'] else 'not adopted'}**"
+                 f"{f', as `{STRETCH}`' if o['stretch_adopted'] else f'; `{sb}` stayed'}.")
+    return text
+
 
 
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
-          "tried_round3": round3_table, "round3_decision": round3_decision}
+          "tried_round3": lambda: late_round_table(3), "round3_decision": lambda: late_round_decision(3),
+          "tried_round4": lambda: late_round_table(4), "round4_decision": lambda: late_round_decision(4)}
 
 
 def render(text: str) -> str:
