@@ -41,6 +41,7 @@ case "${1:-all}" in
     road
     # Five seeds each: the road's step 6, step 6b (its recipe retuned) and step 7 (< 20,000 parameters).
     for model in 6_onecycle 6b_tuned_recipe 7_stretch; do multiseed "$model" 5 results cpu; done
+    multiseed 8_padding_ema 10 results cpu  # the final model before round 4, and rounds 3-4's base
     multiseed "$FINAL" 10 results cpu
     multiseed "$STRETCH" 5 results cpu
     wait

@@ -219,7 +219,7 @@ def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) ->
 
 LATE_RULES: dict[int, dict] = {
     3: {"candidates": ("b64", "wide", "wide_b64"), "stretch_candidate": "stretch_ema", "stretch_base": "9_stretch_tuned"},
-    4: {"candidates": ("sep4", "sep5")},
+    4: {"candidates": ("sep4", "sep5"), "becomes": "10_separable"},
 }
 """Rounds 3 and 4's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces LATE_BASE if it beats the base's published
