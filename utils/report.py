@@ -143,6 +143,18 @@ def stretch_table(results: Path = RESULTS) -> str:
     return "\n\n".join(parts) or seeds_table(results, STRETCH)
 
 
+def previous_final_line(results: Path = RESULTS) -> str:
+    """One line: the previous final model's ten CPU seeds (rounds 3-4's base), for comparison with the final model's."""
+    s = read_json(results / f"{LATE_BASE}_seeds.json")
+    if FINAL == LATE_BASE or s is None:
+        return ""
+    below = below_bar_probability(s["test_acc_mean"], s["test_acc_std"])
+    return (f"For comparison, the final model before round 4, `{LATE_BASE}` ({s['parameters']:,} parameters), over the same "
+            f"{len(s['seeds'])} seeds on `{s['device']}` (torch {s['torch']}): mean test accuracy {pct(s['test_acc_mean'])} "
+            f"± {pct(s['test_acc_std'])}, min {pct(s['test_acc_min'])}, max {pct(s['test_acc_max'])}, estimated chance of "
+            f"a run below {pct(EXERCISE_BAR, 1)}: {pct(below, 1)} (`results/{LATE_BASE}_seeds.json`).")
+
+
 def gpu_seeds_table(results: Path = RESULTS) -> str:
     """The final model's seeds trained on a GPU (`bash scripts/reproduce_results.sh gpu`); else the latest final model's that has them."""
     if (results / "gpu" / f"{FINAL}_seeds.json").is_file():
@@ -368,6 +380,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
 
 
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
+          "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
           "tried_round3": lambda: late_round_table(3), "round3_decision": lambda: late_round_decision(3),
