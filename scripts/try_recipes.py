@@ -109,7 +109,7 @@ ROUND3: dict[str, tuple[str, str, float, dict]] = {
 }
 
 # Round 4: another allocation of the < 8,000 budget, on the same CPU: after step 8's first block, separable 3x3
-# convs (a depthwise 3x3 then a 1x1), which cost about 9/C_out of a full 3x3 conv and so buy 2-3x the channels.
+# convs (a depthwise 3x3 then a 1x1), which cost about 1/9 + 1/C_out of a full 3x3 conv and so buy 2-3x the channels.
 # Adoption rule, written down before any of these runs started, after round 3's seeds 1-2 (no test number of
 # any candidate exists): the higher five-seed mean best-validation accuracy of sep4 and sep5 becomes the final
 # model if it beats 8_padding_ema's published CPU runs of seeds 1-5 by at least 0.03 pp; otherwise step 8

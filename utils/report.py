@@ -152,7 +152,20 @@ def previous_final_line(results: Path = RESULTS) -> str:
     return (f"For comparison, the final model before round 4, `{LATE_BASE}` ({s['parameters']:,} parameters), over the same "
             f"{len(s['seeds'])} seeds on `{s['device']}` (torch {s['torch']}): mean test accuracy {pct(s['test_acc_mean'])} "
             f"± {pct(s['test_acc_std'])}, min {pct(s['test_acc_min'])}, max {pct(s['test_acc_max'])}, estimated chance of "
-            f"a run below {pct(EXERCISE_BAR, 1)}: {pct(below, 1)} (`results/{LATE_BASE}_seeds.json`).")
+            f"a run below {pct(EXERCISE_BAR, 1)}: {pct(below, 1)} (`results/{LATE_BASE}_seeds.json`)."
+            + _same_seeds_gain(results))
+
+
+def _same_seeds_gain(results: Path) -> str:
+    """The final model's mean gain over LATE_BASE on the seeds both have, on validation and on test."""
+    new, old = (read_json(results / f"{m}_seeds.json") for m in (FINAL, LATE_BASE))
+    if new is None or old is None:
+        return ""
+    a, b = ({r["seed"]: r for r in s["seeds"]} for s in (new, old))
+    common = sorted(set(a) & set(b))
+    gain = {k: statistics.mean(a[s][k] - b[s][k] for s in common) for k in ("best_val_acc", "test_acc")}
+    return (f" Over these {len(common)} seeds `{FINAL}` is {100 * gain['best_val_acc']:+.3f} pp on validation and "
+            f"{100 * gain['test_acc']:+.3f} pp on test.")
 
 
 def gpu_seeds_table(results: Path = RESULTS) -> str:
