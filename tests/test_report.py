@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from utils.report import LATE_BASE, LATE_RULES, LATE_SEEDS, late_round_decision, late_round_outcome, late_round_table
+from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, late_round_decision, late_round_outcome, late_round_table,
+                          same_seeds_comparison)
 
 RULE = LATE_RULES[3]
 
@@ -53,3 +54,15 @@ def test_a_stretch_candidate_is_compared_with_its_own_base_in_the_table(tmp_path
     _results(tmp_path, {"b64": 0.0, "wide": 0.0, "wide_b64": 0.0}, 0.0005)
     row = next(line for line in late_round_table(3, tmp_path).splitlines() if line.startswith(f"| {RULE['stretch_candidate']}"))
     assert "| +0.050 |" in row  # against 99.40 %, not against the < 8k base's 99.30 %
+
+
+def test_two_models_are_compared_on_the_seeds_both_have(tmp_path):
+    def summary(name, rows):
+        _write(tmp_path, f"{name}_seeds.json", {"seeds": [{"seed": s, "best_val_acc": v, "test_acc": t}
+                                                          for s, v, t in rows]})
+    summary("new", [(1, 0.9940, 0.9950), (2, 0.9944, 0.9946), (3, 0.9999, 0.9999)])
+    summary("old", [(1, 0.9936, 0.9948), (2, 0.9940, 0.9948)])
+    c = same_seeds_comparison("new", "old", tmp_path)
+    assert c["seeds"] == 2 and c["better_on_test"] == 1  # seed 3 has no partner and is left out
+    assert c["val"] == pytest.approx(0.0004) and c["test"] == pytest.approx(0.0)
+    assert same_seeds_comparison("new", "missing", tmp_path) is None

@@ -156,16 +156,26 @@ def previous_final_line(results: Path = RESULTS) -> str:
             + _same_seeds_gain(results))
 
 
-def _same_seeds_gain(results: Path) -> str:
-    """The final model's mean gain over LATE_BASE on the seeds both have, on validation and on test."""
-    new, old = (read_json(results / f"{m}_seeds.json") for m in (FINAL, LATE_BASE))
-    if new is None or old is None:
-        return ""
-    a, b = ({r["seed"]: r for r in s["seeds"]} for s in (new, old))
+def same_seeds_comparison(new: str, old: str, results: Path = RESULTS) -> Optional[dict]:
+    """Two models' ten-seed files compared on the seeds both have: mean gain on validation and test, seeds better on test."""
+    summaries = [read_json(results / f"{m}_seeds.json") for m in (new, old)]
+    if None in summaries:
+        return None
+    a, b = ({r["seed"]: r for r in s["seeds"]} for s in summaries)
     common = sorted(set(a) & set(b))
-    gain = {k: statistics.mean(a[s][k] - b[s][k] for s in common) for k in ("best_val_acc", "test_acc")}
-    return (f" Over these {len(common)} seeds `{FINAL}` is {100 * gain['best_val_acc']:+.3f} pp on validation and "
-            f"{100 * gain['test_acc']:+.3f} pp on test.")
+    return {"seeds": len(common),
+            "val": statistics.mean(a[s]["best_val_acc"] - b[s]["best_val_acc"] for s in common),
+            "test": statistics.mean(a[s]["test_acc"] - b[s]["test_acc"] for s in common),
+            "better_on_test": sum(a[s]["test_acc"] > b[s]["test_acc"] for s in common)}
+
+
+def _same_seeds_gain(results: Path) -> str:
+    """The final model's mean gain over LATE_BASE on the seeds both have, on validation and on test, as a sentence."""
+    c = same_seeds_comparison(FINAL, LATE_BASE, results)
+    if c is None:
+        return ""
+    return (f" Over these {c['seeds']} seeds `{FINAL}` is {100 * c['val']:+.3f} pp on validation and "
+            f"{100 * c['test']:+.3f} pp on test.")
 
 
 def gpu_seeds_table(results: Path = RESULTS) -> str:
