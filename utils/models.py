@@ -14,7 +14,7 @@ from .config import TrainConfig
 
 
 class Net(nn.Module):
-    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv, `M` max-pool, `G` GAP head.
+    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv (`s16p`: padded), `M` max-pool, `G` GAP head.
 
     A separable conv (`s`) is a depthwise 3x3 conv (one 3x3 filter per input channel, 9·C_in weights)
     followed by a 1x1 conv to the output channels (C_in·C_out), instead of 9·C_in·C_out weights.
@@ -39,15 +39,15 @@ class Net(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 pooled = True
                 continue
-            padded = kind == "c" and token.endswith("p")
+            padded = kind in "cs" and token.endswith("p")
             digits = token[1:-1] if padded else token[1:]
             if kind not in "cts" or not digits.isdigit():
-                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, sN, M or G)")
+                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, sN, sNp, M or G)")
             out = int(digits)
             if kind == "s":
-                layers.append(nn.Conv2d(channels, channels, 3, groups=channels, bias=False))
+                layers.append(nn.Conv2d(channels, channels, 3, padding=1 if padded else 0, groups=channels, bias=False))
             k = 3 if kind == "c" else 1
-            layers.append(nn.Conv2d(channels, out, k, padding=1 if padded else 0, bias=not batchnorm))
+            layers.append(nn.Conv2d(channels, out, k, padding=1 if padded and k == 3 else 0, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(nn.ReLU())
