@@ -67,6 +67,11 @@ def test_a_padded_conv_keeps_the_map_size_and_adds_no_parameters():
     sizes = [r["out"] for r in receptive_field(padded)]
     assert sizes[:5] == [28, 28, 28, 14, 12]
     assert final_receptive_field(padded) == final_receptive_field(plain) == 10
+    plain_sep, padded_sep = Net(["c8", "s16", "M", "s16", "G"]), Net(["c8p", "s16p", "M", "s16p", "G"])
+    assert count_parameters(plain_sep) == count_parameters(padded_sep)
+    # a padded separable conv pads its depthwise 3x3 only: input, c8p, depthwise, 1x1, pool, depthwise, 1x1
+    assert [r["out"] for r in receptive_field(padded_sep)][:7] == [28, 28, 28, 28, 14, 14, 14]
+    assert final_receptive_field(padded_sep) == final_receptive_field(plain_sep) == 10
     with pytest.raises(KeyError, match="unknown model"):
         build_model("nope")
 

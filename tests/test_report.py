@@ -1,11 +1,11 @@
-"""Rounds 3 and 4's adoption rules, applied by utils.report to result files, decide as the rules say."""
+"""Rounds 3-5's adoption rules, applied by utils.report to result files, decide as the rules say."""
 
 import json
 
 import pytest
 
 from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, late_round_decision, late_round_outcome, late_round_table,
-                          same_seeds_comparison)
+                          round_base, same_seeds_comparison)
 
 RULE = LATE_RULES[3]
 
@@ -54,6 +54,21 @@ def test_a_stretch_candidate_is_compared_with_its_own_base_in_the_table(tmp_path
     _results(tmp_path, {"b64": 0.0, "wide": 0.0, "wide_b64": 0.0}, 0.0005)
     row = next(line for line in late_round_table(3, tmp_path).splitlines() if line.startswith(f"| {RULE['stretch_candidate']}"))
     assert "| +0.050 |" in row  # against 99.40 %, not against the < 8k base's 99.30 %
+
+
+def test_a_later_round_is_judged_against_the_model_it_varies_not_step_8(tmp_path):
+    base = LATE_RULES[5]["base"]
+    assert round_base(5) == base != LATE_BASE and round_base(4) == LATE_BASE
+    for s in LATE_SEEDS:
+        for step, val in ((LATE_BASE, 0.9900), (base, 0.9940)):
+            _write(tmp_path, f"{step}_seed{s}.json", {"seed": s, "best_val_acc": val, "parameters": 7000, "device": "cpu"})
+        for name in LATE_RULES[5]["candidates"]:
+            _write(tmp_path / "tried_round5", f"{name}_seed{s}.json",
+                   {"name": name, "change": name, "seed": s, "params": 7000, "best_val": 0.9942,
+                    "tta_val": {"cross1": 0.9942, "square1": 0.9942}})
+    o = late_round_outcome(5, tmp_path)
+    assert o["gain"] == pytest.approx(0.0002) and not o["adopted"]  # +0.02 pp over step 10, not +0.42 over step 8
+    assert f"`{base}` stayed the final model" in late_round_decision(5, tmp_path)
 
 
 def test_two_models_are_compared_on_the_seeds_both_have(tmp_path):

@@ -247,7 +247,7 @@ def round2_rows(results: Path = RESULTS) -> list[dict]:
 
 
 LATE_BASE, LATE_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
-"""Rounds 3 and 4 vary 8_padding_ema on the CPU; their base is that step's published CPU runs of these seeds."""
+"""Rounds 3 and 4 vary 8_padding_ema on the CPU (round 5 its successor); a round's base is that step's published CPU runs of these seeds."""
 
 
 def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) -> Optional[dict]:
@@ -262,15 +262,22 @@ def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) ->
 LATE_RULES: dict[int, dict] = {
     3: {"candidates": ("b64", "wide", "wide_b64"), "stretch_candidate": "stretch_ema", "stretch_base": "9_stretch_tuned"},
     4: {"candidates": ("sep4", "sep5"), "becomes": "10_separable"},
+    5: {"candidates": ("pool2", "wide28", "wide28_pool2"), "base": "10_separable"},
 }
-"""Rounds 3 and 4's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
-the candidate with the highest mean best-validation accuracy replaces LATE_BASE if it beats the base's published
-runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its stretch base."""
+"""Rounds 3-5's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
+the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
+beats the base's published runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its
+stretch base."""
+
+
+def round_base(n: int) -> str:
+    """The step that round n varies (and that its candidates must beat)."""
+    return LATE_RULES[n].get("base", LATE_BASE)
 
 
 def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
-    """Round 3 or 4 (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
-    rows = round_rows(f"tried_round{n}", _published_base(LATE_BASE, LATE_SEEDS, results), results)
+    """Round 3, 4 or 5 (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
+    rows = round_rows(f"tried_round{n}", _published_base(round_base(n), LATE_SEEDS, results), results)
     name = LATE_RULES[n].get("stretch_candidate")
     sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, results) if name else None
     for v in rows:
@@ -299,9 +306,10 @@ def round2_table(results: Path = RESULTS) -> str:
 
 
 def late_round_table(n: int, results: Path = RESULTS) -> str:
-    """Round 3 or 4 as a markdown table, like round 2's, against 8_padding_ema's published CPU seeds."""
+    """Round 3, 4 or 5 as a markdown table, like round 2's, against its base's published CPU seeds."""
     stretch = LATE_RULES[n].get("stretch_base")
-    return _round_table(late_round_rows(n, results), "8" + (f" ({stretch.split('_')[0]} for < 20k)" if stretch else ""),
+    base = round_base(n).split("_")[0]
+    return _round_table(late_round_rows(n, results), base + (f" ({stretch.split('_')[0]} for < 20k)" if stretch else ""),
                         f"_No round-{n} variations yet: run `python scripts/try_recipes.py --round {n}`._")
 
 
@@ -356,7 +364,7 @@ def round2_decision(results: Path = RESULTS) -> str:
 
 
 def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
-    """Round 3's or 4's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
+    """Round 3's, 4's or 5's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
     rule = LATE_RULES[n]
     rows = {v["name"]: v for v in late_round_rows(n, results)}
     cands = [rows.get(c) for c in rule["candidates"]]
@@ -377,21 +385,21 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
 
 
 def late_round_decision(n: int, results: Path = RESULTS) -> str:
-    """Round 3's or 4's adoption rule applied to the validation results, as sentences computed from the files."""
-    o, rule = late_round_outcome(n, results), LATE_RULES[n]
+    """Round 3's, 4's or 5's adoption rule applied to the validation results, as sentences computed from the files."""
+    o, rule, base = late_round_outcome(n, results), LATE_RULES[n], round_base(n)
     if o is None:
         return (f"_Round {n} is not complete ({len(LATE_SEEDS)} seeds of every variation): "
                 f"`python scripts/try_recipes.py --round {n}`._")
     best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
     becomes = rule.get("becomes", FINAL)
     text = (f"Rule, written down before these runs started: the candidate with the highest {len(LATE_SEEDS)}-seed "
-            f"mean best-validation accuracy among {names} replaces `{LATE_BASE}` if it beats that model's "
+            f"mean best-validation accuracy among {names} replaces `{base}` if it beats that model's "
             f"published CPU runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
             + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
                else "")
             + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
             f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp: **{'adopted' if o['adopted'] else 'not adopted'}**"
-            f"{f', as `{becomes}`' if o['adopted'] else f'; `{LATE_BASE}` stayed the final model'}.")
+            f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed the final model'}.")
     if "stretch" in o:
         sb = rule["stretch_base"]
         text += (f" `{rule['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against `{sb}`'s "
@@ -407,7 +415,8 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
           "tried_round3": lambda: late_round_table(3), "round3_decision": lambda: late_round_decision(3),
-          "tried_round4": lambda: late_round_table(4), "round4_decision": lambda: late_round_decision(4)}
+          "tried_round4": lambda: late_round_table(4), "round4_decision": lambda: late_round_decision(4),
+          "tried_round5": lambda: late_round_table(5), "round5_decision": lambda: late_round_decision(5)}
 
 
 def render(text: str) -> str:
