@@ -1,11 +1,11 @@
-"""Rounds 3-5's adoption rules, applied by utils.report to result files, decide as the rules say."""
+"""utils.report's judgements on result files: rounds 3-5's adoption rules decide as the rules say; overfitting is read from validation."""
 
 import json
 
 import pytest
 
 from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, late_round_decision, late_round_outcome, late_round_table,
-                          round_base, same_seeds_comparison)
+                          overfitting_verdict, round_base, same_seeds_comparison)
 
 RULE = LATE_RULES[3]
 
@@ -81,3 +81,15 @@ def test_two_models_are_compared_on_the_seeds_both_have(tmp_path):
     assert c["seeds"] == 2 and c["better_on_test"] == 1  # seed 3 has no partner and is left out
     assert c["val"] == pytest.approx(0.0004) and c["test"] == pytest.approx(0.0)
     assert same_seeds_comparison("new", "missing", tmp_path) is None
+
+
+def test_overfitting_is_read_from_the_validation_curves():
+    def history(acc, loss):
+        return {"val_acc": acc, "val_loss": loss}
+
+    at_end = overfitting_verdict(history([0.98, 0.99, 0.993], [0.06, 0.03, 0.02]), 3)
+    assert at_end.startswith("not overfitting") and "epoch 3 of 3" in at_end
+    fell = overfitting_verdict(history([0.98, 0.993, 0.99, 0.989], [0.06, 0.02, 0.03, 0.04]), 2)
+    assert fell.startswith("starting to overfit") and "fell by 0.40 pp" in fell
+    flat = overfitting_verdict(history([0.98, 0.993, 0.9925, 0.9926], [0.06, 0.02, 0.021, 0.022]), 2)
+    assert flat.startswith("no sign of overfitting")

@@ -54,6 +54,21 @@ def below_bar_probability(mean: float, std: float, bar: float = EXERCISE_BAR) ->
     return NormalDist(mean, std).cdf(bar)
 
 
+def overfitting_verdict(history: dict, best_epoch: int) -> str:
+    """Whether a run overfits, from its validation curves: "not overfitting", "starting to overfit" or "no sign of overfitting", with why."""
+    last = len(history["val_acc"])
+    min_loss_epoch = min(range(last), key=history["val_loss"].__getitem__) + 1
+    drop = history["val_acc"][best_epoch - 1] - history["val_acc"][-1]
+    if best_epoch >= last - 1 and min_loss_epoch >= last - 1:
+        return (f"not overfitting: validation accuracy is best at epoch {best_epoch} of {last} and the validation "
+                f"loss is lowest at epoch {min_loss_epoch}, both at the end of training")
+    if drop > 0.001:
+        return (f"starting to overfit: validation accuracy peaked at epoch {best_epoch} and fell by {100 * drop:.2f} pp "
+                f"by epoch {last}; choosing the checkpoint on validation sidesteps it")
+    return (f"no sign of overfitting: validation accuracy peaked at epoch {best_epoch} of {last} and stayed within "
+            f"{100 * drop:.2f} pp of it")
+
+
 def requirements_table(results: Path = RESULTS) -> str:
     """The exercise's requirements (and our goals) against what the final model achieved over its seeds."""
     s = read_json(results / f"{FINAL}_seeds.json")
