@@ -9,8 +9,8 @@ import pytest
 from utils.data import load_test_set, repo_root
 from utils.engine import load_checkpoint, predict
 from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters
-from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, ROUND2_RULE, below_bar_probability, late_round_outcome,
-                          render, round2_decision, round2_rows, round_base)
+from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, ROUND2_RULE, below_bar_probability, gpu_model,
+                          late_round_outcome, render, round2_decision, round2_rows, round_base)
 from utils.train import train_model
 
 RESULTS = repo_root() / "results"
@@ -35,12 +35,7 @@ def test_the_shipped_weights_give_exactly_the_published_test_accuracy(data_root)
     assert right / len(test_y) >= EXERCISE_BAR
 
 
-def _gpu_model() -> str:
-    """The final model if it has GPU runs, else the final model before round 4 (its GPU runs are published)."""
-    return FINAL if (RESULTS / "gpu" / f"{FINAL}_seeds.json").is_file() else LATE_BASE
-
-
-@pytest.mark.parametrize("folder, model", [("", FINAL), ("", LATE_BASE), ("gpu/", _gpu_model())])
+@pytest.mark.parametrize("folder, model", [("", FINAL), ("", LATE_BASE), ("gpu/", gpu_model())])
 def test_the_ten_seed_summaries_match_their_runs_and_every_seed_passes_the_bar(folder, model):
     s = _json(f"{folder}{model}_seeds.json")
     runs = [_json(f"{folder}{model}_seed{r['seed']}.json") for r in s["seeds"]]

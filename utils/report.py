@@ -195,16 +195,22 @@ def _same_seeds_gain(results: Path) -> str:
             f"{100 * c['test']:+.3f} pp on test.")
 
 
+def gpu_model(results: Path = RESULTS) -> Optional[str]:
+    """The model whose GPU seeds the README shows: the final model if it has them, else the latest earlier final model that does."""
+    have = [name for name in reversed(list(STEPS)) if (results / "gpu" / f"{name}_seeds.json").is_file()
+            and name != STRETCH]
+    return FINAL if FINAL in have else next(iter(have), None)
+
+
 def gpu_seeds_table(results: Path = RESULTS) -> str:
     """The final model's seeds trained on a GPU (`bash scripts/reproduce_results.sh gpu`); else the latest final model's that has them."""
-    if (results / "gpu" / f"{FINAL}_seeds.json").is_file():
+    model = gpu_model(results)
+    if model == FINAL:
         return seeds_table(results / "gpu", FINAL)
-    earlier = [name for name in reversed(list(STEPS)) if (results / "gpu" / f"{name}_seeds.json").is_file()
-               and name != STRETCH]
     missing = f"_No GPU runs of `{FINAL}` yet: `bash scripts/reproduce_results.sh gpu` on a machine with a GPU._"
-    if not earlier:
+    if model is None:
         return missing
-    return missing + f"\n\nThe previous final model, `{earlier[0]}`, on a GPU:\n\n" + seeds_table(results / "gpu", earlier[0])
+    return missing + f"\n\nThe previous final model, `{model}`, on a GPU:\n\n" + seeds_table(results / "gpu", model)
 
 
 def tried_table(results: Path = RESULTS) -> str:
