@@ -160,17 +160,28 @@ def stretch_table(results: Path = RESULTS) -> str:
     return "\n\n".join(parts) or seeds_table(results, STRETCH)
 
 
+def previous_final(results: Path = RESULTS) -> Optional[tuple[int, str]]:
+    """(round, model): the final model that the latest adopting round replaced; None if no late round adopted one."""
+    for n in sorted(LATE_RULES, reverse=True):
+        if LATE_RULES[n].get("replaces") != "stretch":
+            o = late_round_outcome(n, results)
+            if o is not None and o["adopted"]:
+                return n, round_base(n)
+    return None
+
+
 def previous_final_line(results: Path = RESULTS) -> str:
-    """One line: the previous final model's ten CPU seeds (rounds 3-4's base), for comparison with the final model's."""
-    s = read_json(results / f"{LATE_BASE}_seeds.json")
-    if FINAL == LATE_BASE or s is None:
+    """One line: the previous final model's ten CPU seeds, for comparison with the final model's."""
+    prev = previous_final(results)
+    s = read_json(results / f"{prev[1]}_seeds.json") if prev else None
+    if s is None:
         return ""
-    below = below_bar_probability(s["test_acc_mean"], s["test_acc_std"])
-    return (f"For comparison, the final model before round 4, `{LATE_BASE}` ({s['parameters']:,} parameters), over the same "
+    (n, model), below = prev, below_bar_probability(s["test_acc_mean"], s["test_acc_std"])
+    return (f"For comparison, the final model before round {n}, `{model}` ({s['parameters']:,} parameters), over the same "
             f"{len(s['seeds'])} seeds on `{s['device']}` (torch {s['torch']}): mean test accuracy {pct(s['test_acc_mean'])} "
             f"± {pct(s['test_acc_std'])}, min {pct(s['test_acc_min'])}, max {pct(s['test_acc_max'])}, estimated chance of "
-            f"a run below {pct(EXERCISE_BAR, 1)}: {pct(below, 1)} (`results/{LATE_BASE}_seeds.json`)."
-            + _same_seeds_gain(results))
+            f"a run below {pct(EXERCISE_BAR, 1)}: {pct(below, 1)} (`results/{model}_seeds.json`)."
+            + _same_seeds_gain(model, results))
 
 
 def same_seeds_comparison(new: str, old: str, results: Path = RESULTS) -> Optional[dict]:
@@ -186,9 +197,9 @@ def same_seeds_comparison(new: str, old: str, results: Path = RESULTS) -> Option
             "better_on_test": sum(a[s]["test_acc"] > b[s]["test_acc"] for s in common)}
 
 
-def _same_seeds_gain(results: Path) -> str:
-    """The final model's mean gain over LATE_BASE on the seeds both have, on validation and on test, as a sentence."""
-    c = same_seeds_comparison(FINAL, LATE_BASE, results)
+def _same_seeds_gain(previous: str, results: Path) -> str:
+    """The final model's mean gain over the previous one on the seeds both have, on validation and on test, as a sentence."""
+    c = same_seeds_comparison(FINAL, previous, results)
     if c is None:
         return ""
     return (f" Over these {c['seeds']} seeds `{FINAL}` is {100 * c['val']:+.3f} pp on validation and "
@@ -290,7 +301,7 @@ LATE_RULES: dict[int, dict] = {
 """Rounds 3-5's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
 beats the base's published runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its
-stretch base."""
+stretch base. A round with "replaces": "stretch" varies the < 20,000-parameter model only."""
 
 
 def round_base(n: int) -> str:
@@ -410,11 +421,13 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
 def late_round_decision(n: int, results: Path = RESULTS) -> str:
     """Round 3's, 4's or 5's adoption rule applied to the validation results, as sentences computed from the files."""
     o, rule, base = late_round_outcome(n, results), LATE_RULES[n], round_base(n)
+    stretch_round = rule.get("replaces") == "stretch"  # a round of < 20k candidates only
+    role = "the < 20,000-parameter model" if stretch_round else "the final model"
     if o is None:
         return (f"_Round {n} is not complete ({len(LATE_SEEDS)} seeds of every variation): "
                 f"`python scripts/try_recipes.py --round {n}`._")
     best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
-    becomes = rule.get("becomes", FINAL)
+    becomes = rule.get("becomes", STRETCH if stretch_round else FINAL)
     text = (f"Rule, written down before these runs started: the candidate with the highest {len(LATE_SEEDS)}-seed "
             f"mean best-validation accuracy among {names} replaces `{base}` if it beats that model's "
             f"published CPU runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
@@ -422,7 +435,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                else "")
             + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
             f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp: **{'adopted' if o['adopted'] else 'not adopted'}**"
-            f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed the final model'}.")
+            f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed {role}'}.")
     if "stretch" in o:
         sb = rule["stretch_base"]
         text += (f" `{rule['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against `{sb}`'s "
