@@ -1,10 +1,11 @@
-"""The batched augmentation: shape, labels, per-image randomness, seeding, background, shift and zoom."""
+"""The batched augmentation: shape, labels, per-image randomness, seeding, background, shift, zoom and elastic warp."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.augment import affine_grid, random_affine, random_affine_params
+from utils.augment import affine_grid, elastic_field, random_affine, random_affine_params
+from utils.config import TrainConfig
 from utils.data import iterate_batches
 
 
@@ -78,6 +79,24 @@ def test_a_zoom_changes_the_size_of_the_digit_within_the_bound(small_splits):
     factor = spread(out) / spread(x)
     assert (factor > 0.75).all() and (factor < 1.27).all()
     assert factor.max() - factor.min() > 0.1  # each image its own zoom
+
+
+def test_an_elastic_warp_moves_pixels_smoothly_within_its_bound_and_leaves_other_recipes_alone(small_splits):
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    field = elastic_field(16, 28, 2.0, g()) * 28 / 2  # back to pixels
+    assert field.shape == (16, 28, 28, 2)
+    assert field.abs().max() <= 2.0 * 1.25 and field.abs().max() > 1.0  # bicubic may overshoot its knots a little
+    # neighbours move together (strokes bend, not break): knots 9 px apart differ by at most 2 x 2 px, about 0.45 px
+    # per pixel, a little more with the bicubic overshoot; independent noise would give up to 4 px
+    assert (field[:, 1:] - field[:, :-1]).abs().max() < 0.75
+    x = small_splits.train_x[:16]
+    warped = random_affine(x, 0, 0, fill=small_splits.background, elastic=2.0, generator=g())
+    assert not torch.allclose(warped, x, atol=1e-3)
+    ink = lambda img: (img - small_splits.background).clamp(min=0).sum((1, 2, 3))  # noqa: E731
+    assert torch.allclose(ink(warped), ink(x), rtol=0.5)  # a warp stretches and squeezes strokes, it keeps the digit
+    # without `elastic` the random stream, and so every existing recipe's augmentation, is unchanged
+    assert torch.equal(random_affine(x, 7, 0.05, generator=g()), random_affine(x, 7, 0.05, generator=g(), elastic=0.0))
+    assert TrainConfig(degrees=7, elastic=1.5).augment["elastic"] == 1.5 and "elastic" not in TrainConfig().to_dict()
 
 
 GRID_ATOL = 1e-6

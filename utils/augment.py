@@ -49,6 +49,22 @@ def affine_grid(theta: Tensor, size: list[int]) -> Tensor:
     return grid.view(n, 2, h, w).permute(0, 2, 3, 1)
 
 
+ELASTIC_KNOTS = 4
+"""An elastic warp's displacements are drawn on a 4 x 4 grid of knots and interpolated smoothly over the image."""
+
+
+def elastic_field(n: int, size: int, pixels: float, generator: Optional[torch.Generator] = None,
+                  device: str | torch.device = "cpu") -> Tensor:
+    """n smooth random displacement fields (n x size x size x 2, in grid units), each pixel moved by at most about `pixels`.
+
+    Each field is a 4 x 4 grid of offsets drawn in +-pixels, interpolated bicubically to size x size: nearby
+    pixels move together, so strokes bend instead of breaking (an "elastic distortion", Simard et al., 2003).
+    """
+    knots = (torch.rand(n, 2, ELASTIC_KNOTS, ELASTIC_KNOTS, generator=generator, device=device) * 2 - 1) * pixels
+    field = F.interpolate(knots, size=(size, size), mode="bicubic", align_corners=True)
+    return field.permute(0, 2, 3, 1) * (2 / size)  # grid coordinates span [-1, 1]: 2 units = `size` pixels
+
+
 def random_affine(
     x: Tensor,
     degrees: float = 10.0,
@@ -56,8 +72,9 @@ def random_affine(
     fill: float = 0.0,
     generator: Optional[torch.Generator] = None,
     scale: float = 0.0,
+    elastic: float = 0.0,
 ) -> Tensor:
-    """Rotate, shift (and zoom, if `scale`) each image of an N x C x H x W batch by its own random amount, bilinearly.
+    """Rotate, shift (and zoom, if `scale`; warp elastically, if `elastic`) each image of an N x C x H x W batch by its own random amount, bilinearly.
 
     Pixels that come from outside the image take the value `fill` (the normalized background).
     The random numbers are drawn on x's device from `generator`, so nothing leaves the device.
@@ -66,6 +83,8 @@ def random_affine(
         raise ValueError(f"random_affine expects an N x C x H x W batch, got shape {tuple(x.shape)}")
     theta = random_affine_params(len(x), degrees, translate, generator, x.device, scale).to(x.dtype)
     grid = affine_grid(theta, list(x.shape))
+    if elastic:  # drawn only when asked for, so recipes without it keep their random stream
+        grid = grid + elastic_field(len(x), x.shape[-1], elastic, generator, x.device).to(x.dtype)
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
 

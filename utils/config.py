@@ -21,21 +21,23 @@ class TrainConfig:
     label_smoothing: float = 0.0
     degrees: float = 0.0  # augmentation: random rotation in +-degrees ...
     translate: float = 0.0  # ... and random shift in +-translate of the image size ...
-    scale: float = 0.0  # ... and random zoom in 1 +- scale
+    scale: float = 0.0  # ... and random zoom in 1 +- scale ...
+    elastic: float = 0.0  # ... and a smooth random warp moving pixels by up to about this many pixels
     eval_batch_size: int = 2000
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); when on, it is what is validated and kept
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (for JSON result files)."""
         d = asdict(self)
-        if not self.ema:  # recipes without it keep the result files' keys they always had
-            del d["ema"]
+        for key in ("ema", "elastic"):  # recipes without them keep the result files' keys they always had
+            if not d[key]:
+                del d[key]
         return d
 
     @property
     def augment(self) -> dict | None:
         """Keyword arguments for `random_affine`, or None when augmentation is off."""
-        if not (self.degrees or self.translate or self.scale):
+        if not (self.degrees or self.translate or self.scale or self.elastic):
             return None
         kwargs = {"degrees": self.degrees, "translate": self.translate}
-        return dict(kwargs, scale=self.scale) if self.scale else kwargs
+        return dict(kwargs, **{k: v for k, v in (("scale", self.scale), ("elastic", self.elastic)) if v})

@@ -298,6 +298,7 @@ LATE_RULES: dict[int, dict] = {
     4: {"candidates": ("sep4", "sep5"), "becomes": "10_separable"},
     5: {"candidates": ("pool2", "wide28", "wide28_pool2"), "base": "10_separable"},
     6: {"candidates": ("stretch_sep", "stretch_pool2"), "base": "9_stretch_tuned", "replaces": "stretch"},
+    7: {"candidates": ("el15",), "base": "10_separable"},
 }
 """Rounds 3-5's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
@@ -454,7 +455,8 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "tried_round3": lambda: late_round_table(3), "round3_decision": lambda: late_round_decision(3),
           "tried_round4": lambda: late_round_table(4), "round4_decision": lambda: late_round_decision(4),
           "tried_round5": lambda: late_round_table(5), "round5_decision": lambda: late_round_decision(5),
-          "tried_round6": lambda: late_round_table(6), "round6_decision": lambda: late_round_decision(6)}
+          "tried_round6": lambda: late_round_table(6), "round6_decision": lambda: late_round_decision(6),
+          "tried_round7": lambda: late_round_table(7), "round7_decision": lambda: late_round_decision(7)}
 
 
 def render(text: str) -> str:
