@@ -4,7 +4,7 @@
 #   bash scripts/reproduce_results.sh           # everything on this machine's CPU (many hours on 2 cores)
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
 #   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/
-#   bash scripts/reproduce_results.sh rounds    # rounds 3 and 4 of variations (validation only) -> results/tried_round{3,4}/
+#   bash scripts/reproduce_results.sh rounds    # rounds 3-7 of variations (validation only) -> results/tried_round{3..7}/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
 # it passes --publish, which the command line needs before it writes there.
@@ -32,8 +32,8 @@ multiseed() {  # MODEL N OUT DEVICE: N seeds of MODEL, then their summary
   train --model "$model" --seeds $(seeds "$n") --summarize --out "$out"
 }
 
-rounds() {  # rounds 3 and 4: variations of step 8 on this CPU, validation only (base: step 8's published seeds)
-  for n in 3 4; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
+rounds() {  # rounds 3-7: variations of the final (or < 20k) model of their time on this CPU, validation only
+  for n in 3 4 5 6 7; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
 }
 
 case "${1:-all}" in
