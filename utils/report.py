@@ -152,11 +152,22 @@ def stretch_table(results: Path = RESULTS) -> str:
     for folder in (results, results / "gpu"):
         s = read_json(folder / f"{STRETCH}_seeds.json")
         if s is None:
+            if parts:  # CPU runs but none on a GPU
+                parts.append(f"_No GPU runs of `{STRETCH}` yet: `bash scripts/reproduce_results.sh gpu` on a machine "
+                             f"with a GPU._")
             continue
         verdict = "met" if s["test_acc_mean"] >= STRETCH_GOAL and s["parameters"] < 20_000 else "not met"
         parts.append(f"`{STRETCH}` on `{s['device']}`: {s['parameters']:,} parameters, {s['epochs']} epochs, mean "
                      f"test accuracy {pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over {len(s['seeds'])} "
                      f"seeds: stretch goal (mean >= {pct(STRETCH_GOAL)}) **{verdict}**.\n\n" + seeds_table(folder, STRETCH))
+    for n, rule in LATE_RULES.items():  # the < 20k model that a round replaced, in one line per device
+        if rule.get("replaces") == "stretch" and rule.get("becomes") == STRETCH:
+            for folder in (results, results / "gpu"):
+                s = read_json(folder / f"{round_base(n)}_seeds.json")
+                if s is not None:
+                    parts.append(f"Before round {n}, `{round_base(n)}` ({s['parameters']:,} parameters) on `{s['device']}`: "
+                                 f"mean test accuracy {pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over "
+                                 f"{len(s['seeds'])} seeds (`{s['model']}_seeds.json` in `{folder.relative_to(results.parent)}/`).")
     return "\n\n".join(parts) or seeds_table(results, STRETCH)
 
 
