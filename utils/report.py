@@ -441,8 +441,9 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                 f"`python scripts/try_recipes.py --round {n}`._")
     best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
     becomes = rule.get("becomes", STRETCH if stretch_round else FINAL)
-    text = (f"Rule, written down before these runs started: the candidate with the highest {len(LATE_SEEDS)}-seed "
-            f"mean best-validation accuracy among {names} replaces `{base}` if it beats that model's "
+    who = (f"the candidate with the highest {len(LATE_SEEDS)}-seed mean best-validation accuracy among {names}"
+           if len(rule["candidates"]) > 1 else f"{names}, with its {len(LATE_SEEDS)}-seed mean best-validation accuracy,")
+    text = (f"Rule, written down before these runs started: {who} replaces `{base}` if it beats that model's "
             f"published CPU runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
             + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
                else "")
