@@ -163,9 +163,9 @@ ROUND6: dict[str, tuple[str, str, float, dict]] = {
 # Simard et al., 2003) bends each training image's strokes smoothly by up to about 1.5 px, on top of step 10's
 # rotation and shift; the model and the rest of the recipe are step 10's.
 # Adoption rule, written down before any of these runs started, once round 5's outcome was settled (its last run could
-# not change it; validation only; no test number of any candidate exists): el15 becomes the final model if its five-seed mean best-validation accuracy beats
-# 10_separable's published CPU runs of seeds 1-5 by at least 0.03 pp; otherwise 10_separable stays final. TTA as in
-# round 5.
+# not change it; validation only; no test number of any candidate exists): el15 becomes the final model if its
+# five-seed mean best-validation accuracy beats 10_separable's published CPU runs of seeds 1-5 by at least 0.03 pp;
+# otherwise 10_separable stays final. TTA as in round 5.
 ROUND7_OUT = RESULTS / "tried_round7"
 ROUND7: dict[str, tuple[str, str, float, dict]] = {
     "el15": ("+ elastic warp up to about 1.5 px", " ".join(STEPS[ROUND5_BASE].spec), 0.01, {"elastic": 1.5}),

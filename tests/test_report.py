@@ -1,4 +1,4 @@
-"""utils.report's judgements on result files: rounds 3-5's adoption rules decide as the rules say; overfitting is read from validation."""
+"""utils.report's judgements on result files: rounds 3-7's adoption rules decide as the rules say; overfitting is read from validation."""
 
 import json
 
