@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import statistics
+from functools import partial
 from pathlib import Path
 from statistics import NormalDist
 from typing import Optional, Sequence
@@ -160,14 +161,6 @@ def stretch_table(results: Path = RESULTS) -> str:
         parts.append(f"`{STRETCH}` on `{s['device']}`: {s['parameters']:,} parameters, {s['epochs']} epochs, mean "
                      f"test accuracy {pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over {len(s['seeds'])} "
                      f"seeds: stretch goal (mean >= {pct(STRETCH_GOAL)}) **{verdict}**.\n\n" + seeds_table(folder, STRETCH))
-    for n, rule in LATE_RULES.items():  # the < 20k model that a round replaced, in one line per device
-        if rule.get("replaces") == "stretch" and rule.get("becomes") == STRETCH:
-            for folder in (results, results / "gpu"):
-                s = read_json(folder / f"{round_base(n)}_seeds.json")
-                if s is not None:
-                    parts.append(f"Before round {n}, `{round_base(n)}` ({s['parameters']:,} parameters) on `{s['device']}`: "
-                                 f"mean test accuracy {pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over "
-                                 f"{len(s['seeds'])} seeds (`{s['model']}_seeds.json` in `{folder.relative_to(results.parent)}/`).")
     return "\n\n".join(parts) or seeds_table(results, STRETCH)
 
 
@@ -292,7 +285,7 @@ def round2_rows(results: Path = RESULTS) -> list[dict]:
 
 
 LATE_BASE, LATE_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
-"""Rounds 3 and 4 vary 8_padding_ema on the CPU (round 5 its successor); a round's base is that step's published CPU runs of these seeds."""
+"""Rounds 3 and 4 vary 8_padding_ema on the CPU, later rounds the base their rule names; a round's base is that step's published CPU runs of these seeds."""
 
 
 def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) -> Optional[dict]:
@@ -311,7 +304,7 @@ LATE_RULES: dict[int, dict] = {
     6: {"candidates": ("stretch_sep", "stretch_pool2"), "base": "9_stretch_tuned", "replaces": "stretch"},
     7: {"candidates": ("el15",), "base": "10_separable"},
 }
-"""Rounds 3-5's adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
+"""The late rounds' adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
 beats the base's published runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its
 stretch base. A round with "replaces": "stretch" varies the < 20,000-parameter model only."""
@@ -323,7 +316,7 @@ def round_base(n: int) -> str:
 
 
 def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
-    """Round 3, 4 or 5 (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
+    """A late round (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
     rows = round_rows(f"tried_round{n}", _published_base(round_base(n), LATE_SEEDS, results), results)
     name = LATE_RULES[n].get("stretch_candidate")
     sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, results) if name else None
@@ -353,7 +346,7 @@ def round2_table(results: Path = RESULTS) -> str:
 
 
 def late_round_table(n: int, results: Path = RESULTS) -> str:
-    """Round 3, 4 or 5 as a markdown table, like round 2's, against its base's published CPU seeds."""
+    """A late round as a markdown table, like round 2's, against its base's published CPU seeds."""
     stretch = LATE_RULES[n].get("stretch_base")
     base = round_base(n).split("_")[0]
     return _round_table(late_round_rows(n, results), base + (f" ({stretch.split('_')[0]} for < 20k)" if stretch else ""),
@@ -411,7 +404,7 @@ def round2_decision(results: Path = RESULTS) -> str:
 
 
 def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
-    """Round 3's, 4's or 5's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
+    """A late round's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
     rule = LATE_RULES[n]
     rows = {v["name"]: v for v in late_round_rows(n, results)}
     cands = [rows.get(c) for c in rule["candidates"]]
@@ -432,7 +425,7 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
 
 
 def late_round_decision(n: int, results: Path = RESULTS) -> str:
-    """Round 3's, 4's or 5's adoption rule applied to the validation results, as sentences computed from the files."""
+    """A late round's adoption rule applied to the validation results, as sentences computed from the files."""
     o, rule, base = late_round_outcome(n, results), LATE_RULES[n], round_base(n)
     stretch_round = rule.get("replaces") == "stretch"  # a round of < 20k candidates only
     role = "the < 20,000-parameter model" if stretch_round else "the final model"
@@ -463,12 +456,9 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
-          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
-          "tried_round3": lambda: late_round_table(3), "round3_decision": lambda: late_round_decision(3),
-          "tried_round4": lambda: late_round_table(4), "round4_decision": lambda: late_round_decision(4),
-          "tried_round5": lambda: late_round_table(5), "round5_decision": lambda: late_round_decision(5),
-          "tried_round6": lambda: late_round_table(6), "round6_decision": lambda: late_round_decision(6),
-          "tried_round7": lambda: late_round_table(7), "round7_decision": lambda: late_round_decision(7)}
+          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision}
+for _n in LATE_RULES:  # every late round has a table and a decision block
+    BLOCKS[f"tried_round{_n}"], BLOCKS[f"round{_n}_decision"] = partial(late_round_table, _n), partial(late_round_decision, _n)
 
 
 def render(text: str) -> str:
