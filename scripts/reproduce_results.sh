@@ -3,7 +3,8 @@
 #
 #   bash scripts/reproduce_results.sh           # everything on this machine's CPU (many hours on 2 cores)
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
-#   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/
+#   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/,
+#                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
 #   bash scripts/reproduce_results.sh rounds    # rounds 3-7 of variations (validation only) -> results/tried_round{3..7}/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
@@ -22,15 +23,15 @@ road() {  # steps 1-5 on the validation split only (the test set is for the mode
     later train --model "$step" --seed 1 --no-test --out results > "results/$step.log" 2>&1
   done
 }
-multiseed() {  # MODEL N OUT DEVICE: N seeds of MODEL, then their summary
+launch_seeds() {  # MODEL N OUT DEVICE: start N seeds of MODEL in the job slots
   local model=$1 n=$2 out=$3 device=$4
   mkdir -p "$out"
   for seed in $(seeds "$n"); do
     later train --model "$model" --seed "$seed" --out "$out" --device "$device" > "$out/${model}_seed$seed.log" 2>&1
   done
-  wait
-  train --model "$model" --seeds $(seeds "$n") --summarize --out "$out"
 }
+summarize() { train --model "$1" --seeds $(seeds "$2") --summarize --out "$3"; }  # MODEL N OUT
+multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OUT DEVICE: N seeds, then their summary
 
 rounds() {  # rounds 3-7: variations of the final (or < 20k) model of their time on this CPU, validation only
   for n in 3 4 5 6 7; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
@@ -53,11 +54,24 @@ case "${1:-all}" in
   rounds) rounds ;;
   final) multiseed "$FINAL" 10 results cpu ;;
   stretch) multiseed "$STRETCH" 5 results cpu ;;
-  gpu)
-    JOBS=${JOBS_GPU:-15}
-    multiseed "$FINAL" 10 results/gpu cuda &
-    multiseed "$STRETCH" 5 results/gpu cuda
+  gpu)  # one job slot per CPU core; the GPU has room for all of them
+    JOBS=${JOBS_GPU:-16}
+    launch_seeds "$FINAL" 10 results/gpu cuda
+    launch_seeds "$STRETCH" 5 results/gpu cuda
+    # Round 8 (variations of the final model on the GPU, validation only), stage 1: five seeds of each candidate,
+    # in the same slots; its base is the final model's GPU seeds above.
+    mkdir -p runs/round8_logs  # (ignored: the runs print only errors)
+    for seed in $(seeds 5); do
+      for name in $(python scripts/try_recipes.py --round 8 --names); do
+        later python scripts/try_recipes.py --one "$name" "$seed" --round 8 --device cuda \
+          > "runs/round8_logs/${name}_seed$seed.log" 2>&1
+      done
+    done
     wait
+    summarize "$FINAL" 10 results/gpu
+    summarize "$STRETCH" 5 results/gpu
+    # Stage 2: the candidate that passed stage 1, if one did, on fresh seeds.
+    python scripts/try_recipes.py --round 8 --confirm --device cuda --jobs 5
     ;;
   *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|rounds]" >&2; exit 2 ;;
 esac

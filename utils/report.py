@@ -285,7 +285,7 @@ def round2_rows(results: Path = RESULTS) -> list[dict]:
 
 
 LATE_BASE, LATE_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
-"""Rounds 3 and 4 vary 8_padding_ema on the CPU, later rounds the base their rule names; a round's base is that step's published CPU runs of these seeds."""
+"""Rounds 3 and 4 vary 8_padding_ema on the CPU, later rounds the base their rule names; a round's base is that step's published runs of these seeds (CPU, or GPU where the rule says so)."""
 
 
 def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) -> Optional[dict]:
@@ -303,11 +303,20 @@ LATE_RULES: dict[int, dict] = {
     5: {"candidates": ("pool2", "wide28", "wide28_pool2"), "base": "10_separable"},
     6: {"candidates": ("stretch_sep", "stretch_pool2"), "base": "9_stretch_tuned", "replaces": "stretch"},
     7: {"candidates": ("el15",), "base": "10_separable"},
+    8: {"candidates": ("wd1e4", "lr01", "lr04", "ema9995", "drop05", "aug10"), "base": "10_separable", "device": "gpu",
+        "confirm": (6, 7, 8, 9, 10)},
 }
 """The late rounds' adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
 beats the base's published runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its
-stretch base. A round with "replaces": "stretch" varies the < 20,000-parameter model only."""
+stretch base. A round with "replaces": "stretch" varies the < 20,000-parameter model only. A round with "device": "gpu"
+is judged against the base's GPU runs (results/gpu/); one with "confirm" has a stage 2: its finalist (the best candidate,
+if it passed) trains those fresh seeds and is adopted only if it beats the base's same seeds by ADOPTION_MIN_GAIN too."""
+
+
+def _base_results(n: int, results: Path = RESULTS) -> Path:
+    """The folder holding the runs of round n's base: results/ (CPU) or results/gpu/."""
+    return results / "gpu" if LATE_RULES[n].get("device") == "gpu" else results
 
 
 def round_base(n: int) -> str:
@@ -317,7 +326,7 @@ def round_base(n: int) -> str:
 
 def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
     """A late round (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
-    rows = round_rows(f"tried_round{n}", _published_base(round_base(n), LATE_SEEDS, results), results)
+    rows = round_rows(f"tried_round{n}", _published_base(round_base(n), LATE_SEEDS, _base_results(n, results)), results)
     name = LATE_RULES[n].get("stretch_candidate")
     sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, results) if name else None
     for v in rows:
@@ -346,7 +355,7 @@ def round2_table(results: Path = RESULTS) -> str:
 
 
 def late_round_table(n: int, results: Path = RESULTS) -> str:
-    """A late round as a markdown table, like round 2's, against its base's published CPU seeds."""
+    """A late round as a markdown table, like round 2's, against its base's published seeds (CPU, or GPU for a GPU round)."""
     stretch = LATE_RULES[n].get("stretch_base")
     base = round_base(n).split("_")[0]
     return _round_table(late_round_rows(n, results), base + (f" ({stretch.split('_')[0]} for < 20k)" if stretch else ""),
@@ -403,13 +412,35 @@ def round2_decision(results: Path = RESULTS) -> str:
     return text
 
 
+def round_finalist(n: int, results: Path = RESULTS) -> Optional[str]:
+    """A two-stage round's candidate that passed stage 1 and so trains the fresh seeds; None if none did (or not yet)."""
+    o = _stage_one(n, results)
+    return o["best"]["name"] if o is not None and o["gain"] >= ADOPTION_MIN_GAIN else None
+
+
 def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
     """A late round's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
+    out = _stage_one(n, results)
+    if out is None or "confirm" not in LATE_RULES[n] or not out["adopted"]:
+        return out
+    seeds = LATE_RULES[n]["confirm"]
+    base = _published_base(round_base(n), seeds, _base_results(n, results))
+    rows = {v["name"]: v for v in round_rows(f"tried_round{n}_confirm", base, results)}
+    fresh = rows.get(out["best"]["name"])
+    if base is None or fresh is None or len(fresh["val"]) < len(seeds):
+        return None
+    out["confirm"], out["confirm_gain"] = fresh, fresh["delta"]
+    out["adopted"] = fresh["delta"] >= ADOPTION_MIN_GAIN
+    return out
+
+
+def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
+    """A late round's rule on seeds 1-5 (all of it, for a one-stage round); None until every run is there."""
     rule = LATE_RULES[n]
     rows = {v["name"]: v for v in late_round_rows(n, results)}
     cands = [rows.get(c) for c in rule["candidates"]]
     stretch = rows.get(rule["stretch_candidate"]) if "stretch_candidate" in rule else None
-    sbase = _published_base(rule["stretch_base"], LATE_SEEDS, results) if "stretch_base" in rule else None
+    sbase = _published_base(rule["stretch_base"], LATE_SEEDS, _base_results(n, results)) if "stretch_base" in rule else None
     complete = lambda v: v is not None and len(v["val"]) >= len(LATE_SEEDS)  # noqa: E731
     if "base" not in rows or not all(map(complete, cands)) or ("stretch_candidate" in rule and not (
             complete(stretch) and sbase is not None)):
@@ -424,6 +455,11 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
     return out
 
 
+def _seed_range(seeds: Sequence[int]) -> str:
+    """Seeds (6, 7, 8, 9, 10) as '6-10'."""
+    return f"{seeds[0]}-{seeds[-1]}"
+
+
 def late_round_decision(n: int, results: Path = RESULTS) -> str:
     """A late round's adoption rule applied to the validation results, as sentences computed from the files."""
     o, rule, base = late_round_outcome(n, results), LATE_RULES[n], round_base(n)
@@ -436,13 +472,21 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
     becomes = rule.get("becomes", STRETCH if stretch_round else FINAL)
     who = (f"the candidate with the highest {len(LATE_SEEDS)}-seed mean best-validation accuracy among {names}"
            if len(rule["candidates"]) > 1 else f"{names}, with its {len(LATE_SEEDS)}-seed mean best-validation accuracy,")
+    device = "GPU" if rule.get("device") == "gpu" else "CPU"
     text = (f"Rule, written down before these runs started: {who} replaces `{base}` if it beats that model's "
-            f"published CPU runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
+            f"published {device} runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
+            + (f", and then again on fresh seeds {_seed_range(rule['confirm'])}" if "confirm" in rule else "")
             + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
                else "")
             + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
-            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp: **{'adopted' if o['adopted'] else 'not adopted'}**"
-            f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed {role}'}.")
+            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp")
+    if "confirm" in o:
+        text += (f", so it trained seeds {_seed_range(rule['confirm'])}: {pct(o['confirm']['mean'], 3)}, "
+                 f"{100 * o['confirm_gain']:+.3f} pp against the base's same seeds")
+    elif "confirm" in rule and not o["adopted"]:
+        text += ", so no candidate went on to fresh seeds"
+    text += (f": **{'adopted' if o['adopted'] else 'not adopted'}**"
+             f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed {role}'}.")
     if "stretch" in o:
         sb = rule["stretch_base"]
         text += (f" `{rule['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against `{sb}`'s "
