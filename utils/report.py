@@ -71,19 +71,26 @@ def overfitting_verdict(history: dict, best_epoch: int) -> str:
 
 
 def requirements_table(results: Path = RESULTS) -> str:
-    """The exercise's requirements (and our goals) against what the final model achieved over its seeds."""
+    """The exercise's requirements (and our goals) against what the final model achieved over its seeds (CPU, and GPU if run)."""
     s = read_json(results / f"{FINAL}_seeds.json")
     if s is None:
         return f"_No multi-seed result yet: run `bash scripts/reproduce_results.sh final`._"
     step = STEPS[FINAL]
-    n = len(s["seeds"])
+    runs = [(s, "CPU")] + [(g, "GPU") for g in [read_json(results / "gpu" / f"{FINAL}_seeds.json")] if g is not None]
+    both = len(runs) > 1  # name the device only when there are two
+
+    def achieved(text) -> str:
+        return "; ".join(text(r) + (f" ({device}, {len(r['seeds'])} seeds)" if both else "") for r, device in runs)
+
+    low, mean = min(r["test_acc_min"] for r, _ in runs), min(r["test_acc_mean"] for r, _ in runs)
     rows = [
-        ["Test accuracy (every seed)", f">= {pct(EXERCISE_BAR)}", f"min {pct(s['test_acc_min'])} over {n} seeds",
-         _ok(s["test_acc_min"] >= EXERCISE_BAR)],
-        ["Test accuracy (every seed, our goal)", f">= {pct(GOAL_MIN)}", f"min {pct(s['test_acc_min'])}",
-         _ok(s["test_acc_min"] >= GOAL_MIN)],
+        ["Test accuracy (every seed)", f">= {pct(EXERCISE_BAR)}",
+         achieved(lambda r: f"min {pct(r['test_acc_min'])}") + ("" if both else f" over {len(s['seeds'])} seeds"),
+         _ok(low >= EXERCISE_BAR)],
+        ["Test accuracy (every seed, our goal)", f">= {pct(GOAL_MIN)}", achieved(lambda r: f"min {pct(r['test_acc_min'])}"),
+         _ok(low >= GOAL_MIN)],
         ["Test accuracy (mean of seeds, our goal)", f">= {pct(GOAL_MEAN)}",
-         f"{pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])}", _ok(s["test_acc_mean"] >= GOAL_MEAN)],
+         achieved(lambda r: f"{pct(r['test_acc_mean'])} ± {pct(r['test_acc_std'])}"), _ok(mean >= GOAL_MEAN)],
         ["Parameters", "< 20,000 (our goal: < 8,000)", f"{s['parameters']:,}", _ok(s["parameters"] < 8000)],
         ["Epochs", "< 20 (our goal: <= 15)", s["epochs"], _ok(s["epochs"] <= 15)],
         ["BatchNorm", "yes", "yes" if step.batchnorm else "no", _ok(step.batchnorm)],
@@ -453,6 +460,24 @@ def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
         out["stretch_gain"] = stretch["mean"] - out["stretch_base_mean"]
         out["stretch_adopted"] = out["stretch_gain"] >= ADOPTION_MIN_GAIN
     return out
+
+
+TTA_RULE = {"model": "10_separable", "seeds": tuple(range(1, 11))}
+"""Round 9 (scripts/try_tta.py, rule written before it ran): the shift set with the larger mean validation gain over
+these checkpoints is adopted for the final model if that gain is at least ADOPTION_MIN_GAIN."""
+
+
+def tta_outcome(results: Path = RESULTS) -> Optional[dict]:
+    """Round 9's rule applied: the mean validation accuracy without TTA and with each shift set, the best set, adopted?"""
+    runs = [read_json(results / "tried_tta" / f"{TTA_RULE['model']}_seed{s}.json") for s in TTA_RULE["seeds"]]
+    if None in runs:
+        return None
+    mean = {k: statistics.mean(r["val"][k] for r in runs) for k in runs[0]["val"]}
+    best = max((k for k in mean if k != "none"), key=lambda k: mean[k])
+    gain = mean[best] - mean["none"]
+    return {"mean": mean, "best": best, "gain": gain, "adopted": gain >= ADOPTION_MIN_GAIN,
+            "better": sum(r["val"][best] > r["val"]["none"] for r in runs),
+            "worse": sum(r["val"][best] < r["val"]["none"] for r in runs), "n": len(runs)}
 
 
 def _seed_range(seeds: Sequence[int]) -> str:
