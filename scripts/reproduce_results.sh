@@ -5,7 +5,8 @@
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
 #   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/,
 #                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
-#   bash scripts/reproduce_results.sh rounds    # rounds 3-7 of variations (validation only) -> results/tried_round{3..7}/
+#   bash scripts/reproduce_results.sh rounds    # rounds 3-7 of variations (validation only) -> results/tried_round{3..7}/,
+#                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
 # it passes --publish, which the command line needs before it writes there.
@@ -35,6 +36,7 @@ multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OU
 
 rounds() {  # rounds 3-7: variations of the final (or < 20k) model of their time on this CPU, validation only
   for n in 3 4 5 6 7; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
+  python scripts/try_tta.py  # round 9: TTA on the final model's published checkpoints, validation only, no training
 }
 
 case "${1:-all}" in

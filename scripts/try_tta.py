@@ -1,6 +1,6 @@
 """Round 9: test-time augmentation (TTA) for the final model, judged on the validation split with its published checkpoints.
 
-    python scripts/try_tta.py    # about a minute on a CPU; writes results/tried_tta/<model>_seed<seed>.json
+    python scripts/try_tta.py    # about ten minutes on a 2-core CPU; writes results/tried_tta/<model>_seed<seed>.json
 
 No training: each of the final model's ten published checkpoints (results/<model>_seed<N>.pt) is evaluated on the
 validation split without TTA and with each shift set of `utils.engine.TTA_SHIFTS` (the predicted probabilities of

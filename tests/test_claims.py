@@ -9,8 +9,9 @@ import pytest
 from utils.data import load_test_set, repo_root
 from utils.engine import load_checkpoint, predict
 from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters
-from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, ROUND2_RULE, below_bar_probability, gpu_model,
-                          late_round_outcome, render, round2_decision, round2_rows, round_base)
+from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, ROUND2_RULE, TTA_RULE, below_bar_probability, gpu_model,
+                          late_round_outcome, pct, read_json, render, requirements_table, round2_decision, round2_rows,
+                          round_base, tta_outcome)
 from utils.train import train_model
 
 RESULTS = repo_root() / "results"
@@ -36,7 +37,7 @@ def test_the_shipped_weights_give_exactly_the_published_test_accuracy(data_root)
 
 
 @pytest.mark.parametrize("folder, model", [("", FINAL), ("", LATE_BASE), ("gpu/", gpu_model())])
-def test_the_ten_seed_summaries_match_their_runs_and_every_seed_passes_the_bar(folder, model):
+def test_the_ten_seed_summaries_match_their_runs(folder, model):
     s = _json(f"{folder}{model}_seeds.json")
     runs = [_json(f"{folder}{model}_seed{r['seed']}.json") for r in s["seeds"]]
     accs = [r["test_acc"] for r in runs]
@@ -44,12 +45,21 @@ def test_the_ten_seed_summaries_match_their_runs_and_every_seed_passes_the_bar(f
     assert [r["test_acc"] for r in s["seeds"]] == accs
     assert s["test_acc_mean"] == pytest.approx(statistics.mean(accs))
     assert s["test_acc_std"] == pytest.approx(statistics.stdev(accs))
-    assert min(accs) >= EXERCISE_BAR, "every seed must reach the exercise's 99.4 %"
+    if not folder:  # on this project's CPU; the GPU's seeds are reported as they fell (see the next test)
+        assert min(accs) >= EXERCISE_BAR, "every seed must reach the exercise's 99.4 %"
     assert {r["device"] for r in runs} == {s["device"]} and {r["torch"] for r in runs} == {s["torch"]}
     for r in runs:
         assert r["epochs"] <= 15 and r["parameters"] == count_parameters(build_model(model)) < 8000
         assert r["config"] == STEPS[model].config.to_dict() and r["spec"] == list(STEPS[model].spec)
         assert r["history"]["val_acc"][r["best_epoch"] - 1] == max(r["history"]["val_acc"])  # chosen on val
+
+
+def test_the_requirements_table_counts_every_published_seed_cpu_and_gpu():
+    """The README's verdict on 'every seed >= 99.4 %' is the worst seed over both devices, not the CPU's alone."""
+    row = next(line for line in requirements_table().splitlines() if line.startswith("| Test accuracy (every seed) |"))
+    seeds = [_json(f"{FINAL}_seeds.json")] + [s for s in [read_json(RESULTS / "gpu" / f"{FINAL}_seeds.json")] if s]
+    assert row.endswith("✅ |") == (min(s["test_acc_min"] for s in seeds) >= EXERCISE_BAR)
+    assert all(f"min {pct(s['test_acc_min'])}" in row for s in seeds)
 
 
 def test_the_chance_below_the_bar_is_the_normal_tail():
@@ -108,6 +118,18 @@ def test_the_late_rounds_were_judged_on_validation_only_and_the_final_model_foll
             stretch = STRETCH
             _assert_step_is_the_variation(STRETCH, f"tried_round{n}", rule["stretch_candidate"])
     assert (FINAL, STRETCH) == (final, stretch), "the final and < 20k models are the last ones a round's rule adopted"
+
+
+def test_round_9_judged_tta_on_the_final_models_published_checkpoints_on_validation_only():
+    files = sorted((RESULTS / "tried_tta").glob("*_seed*.json"))
+    assert sorted(json.loads(f.read_text())["seed"] for f in files) == sorted(TTA_RULE["seeds"])
+    for path in files:
+        r = json.loads(path.read_text())
+        assert not any("test" in k for k in r) and r["model"] == TTA_RULE["model"], path.name
+        published = _json(f"{r['model']}_seed{r['seed']}.json")  # without TTA: the checkpoint's own validation score
+        assert r["val"]["none"] == pytest.approx(published["best_val_acc"], abs=2e-4), path.name
+    o = tta_outcome()
+    assert o is not None and not o["adopted"], "an adopted TTA must be used in every evaluation of the final model"
 
 
 def test_the_readme_shows_what_the_result_files_say():

@@ -1,11 +1,12 @@
-"""utils.report's judgements on result files: rounds 3-7's adoption rules decide as the rules say; overfitting is read from validation."""
+"""utils.report's judgements on result files: rounds 3-9's adoption rules decide as the rules say; overfitting is read from validation."""
 
 import json
 
 import pytest
 
-from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, late_round_decision, late_round_outcome, late_round_table,
-                          overfitting_verdict, round_base, same_seeds_comparison)
+from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, TTA_RULE, late_round_decision, late_round_outcome,
+                          late_round_table, overfitting_verdict, round_base, round_finalist, same_seeds_comparison,
+                          tta_outcome)
 
 RULE = LATE_RULES[3]
 
@@ -69,6 +70,52 @@ def test_a_later_round_is_judged_against_the_model_it_varies_not_step_8(tmp_path
     o = late_round_outcome(5, tmp_path)
     assert o["gain"] == pytest.approx(0.0002) and not o["adopted"]  # +0.02 pp over step 10, not +0.42 over step 8
     assert f"`{base}` stayed the final model" in late_round_decision(5, tmp_path)
+
+
+def _round8(tmp_path, gains: dict, confirm_gain=None):
+    """Fake GPU base runs (99.40 %, seeds 1-10, in gpu/) and round-8 candidates at base + gain; the finalist's fresh seeds."""
+    rule = LATE_RULES[8]
+    for s in LATE_SEEDS + rule["confirm"]:
+        _write(tmp_path / "gpu", f"{rule['base']}_seed{s}.json", {"seed": s, "best_val_acc": 0.9940, "parameters": 7464,
+                                                                 "device": "cuda"})
+        _write(tmp_path, f"{rule['base']}_seed{s}.json", {"seed": s, "best_val_acc": 0.9900, "parameters": 7464,
+                                                          "device": "cpu"})  # the CPU runs must not be the base
+    for name in rule["candidates"]:
+        for s in LATE_SEEDS:
+            _write(tmp_path / "tried_round8", f"{name}_seed{s}.json",
+                   {"name": name, "change": name, "seed": s, "params": 7464, "best_val": 0.9940 + gains.get(name, 0.0),
+                    "tta_val": {"cross1": 0.9940, "square1": 0.9940}})
+    finalist = round_finalist(8, tmp_path)
+    if confirm_gain is not None and finalist:
+        for s in rule["confirm"]:
+            _write(tmp_path / "tried_round8_confirm", f"{finalist}_seed{s}.json",
+                   {"name": finalist, "change": finalist, "seed": s, "params": 7464, "best_val": 0.9940 + confirm_gain,
+                    "tta_val": {"cross1": 0.9940, "square1": 0.9940}})
+    return finalist
+
+
+def test_round_8_is_judged_against_the_gpu_runs_and_a_finalist_must_win_again_on_fresh_seeds(tmp_path):
+    assert _round8(tmp_path, {"lr04": 0.0002}) is None  # +0.02 pp over the GPU base: nobody goes on
+    assert not late_round_outcome(8, tmp_path)["adopted"]
+    assert "no candidate went on to fresh seeds: **not adopted**" in late_round_decision(8, tmp_path)
+    assert _round8(tmp_path, {"lr04": 0.0006, "wd1e4": 0.0004}) == "lr04"
+    assert late_round_outcome(8, tmp_path) is None, "no decision before the finalist's fresh seeds are in"
+    _round8(tmp_path, {"lr04": 0.0006, "wd1e4": 0.0004}, confirm_gain=0.0001)  # its luck did not hold
+    o = late_round_outcome(8, tmp_path)
+    assert o["gain"] == pytest.approx(0.0006) and o["confirm_gain"] == pytest.approx(0.0001) and not o["adopted"]
+    _round8(tmp_path, {"lr04": 0.0006, "wd1e4": 0.0004}, confirm_gain=0.0004)
+    assert late_round_outcome(8, tmp_path)["adopted"]
+    assert "+0.040 pp against the base's same seeds: **adopted**" in late_round_decision(8, tmp_path)
+
+
+@pytest.mark.parametrize("gains, adopted", [({"cross1": 0.0004, "square1": 0.0001}, True),
+                                            ({"cross1": 0.0002, "square1": -0.0001}, False)])
+def test_round_9_adopts_the_better_shift_set_only_with_the_margin(tmp_path, gains, adopted):
+    for s in TTA_RULE["seeds"]:
+        _write(tmp_path / "tried_tta", f"{TTA_RULE['model']}_seed{s}.json",
+               {"model": TTA_RULE["model"], "seed": s, "val": {"none": 0.994, **{k: 0.994 + g for k, g in gains.items()}}})
+    o = tta_outcome(tmp_path)
+    assert o["best"] == "cross1" and o["adopted"] == adopted and o["gain"] == pytest.approx(gains["cross1"])
 
 
 def test_two_models_are_compared_on_the_seeds_both_have(tmp_path):

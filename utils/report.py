@@ -480,6 +480,34 @@ def tta_outcome(results: Path = RESULTS) -> Optional[dict]:
             "worse": sum(r["val"][best] < r["val"]["none"] for r in runs), "n": len(runs)}
 
 
+def tta_table(results: Path = RESULTS) -> str:
+    """Round 9 as a markdown table: the final model's checkpoints on validation without TTA and with each shift set."""
+    o = tta_outcome(results)
+    if o is None:
+        return "_Round 9 has not been run: `python scripts/try_tta.py`._"
+    runs = [read_json(results / "tried_tta" / f"{TTA_RULE['model']}_seed{s}.json") for s in TTA_RULE["seeds"]]
+    names = {"none": "without TTA", "cross1": "5 copies: the image and its 4 one-pixel shifts (up, down, left, right)",
+             "square1": "9 copies: the image and its 8 one-pixel shifts (diagonals too)"}
+    rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else f"{100 * (m - o['mean']['none']):+.3f}",
+             "" if k == "none" else f"{sum(r['val'][k] > r['val']['none'] for r in runs)} / "
+                                    f"{sum(r['val'][k] < r['val']['none'] for r in runs)}"]
+            for k, m in o["mean"].items()]
+    return markdown_table([f"`{TTA_RULE['model']}`, {o['n']} published checkpoints", "Mean val acc", "Gain (pp)",
+                           "Seeds better / worse"], rows)
+
+
+def tta_decision(results: Path = RESULTS) -> str:
+    """Round 9's rule applied, as a sentence computed from the files."""
+    o = tta_outcome(results)
+    if o is None:
+        return "_Round 9 has not been run: `python scripts/try_tta.py`._"
+    return (f"Rule, written down before this evaluation first ran: the shift set with the larger mean validation gain "
+            f"over the {o['n']} checkpoints is adopted for every evaluation of `{TTA_RULE['model']}` if that gain is at "
+            f"least {100 * ADOPTION_MIN_GAIN:.2f} pp. Applied: `{o['best']}` gained {100 * o['gain']:+.3f} pp (better "
+            f"on {o['better']} checkpoints, worse on {o['worse']}): **{'adopted' if o['adopted'] else 'not adopted'}**"
+            + ("." if o["adopted"] else "; the final model is evaluated without TTA."))
+
+
 def _seed_range(seeds: Sequence[int]) -> str:
     """Seeds (6, 7, 8, 9, 10) as '6-10'."""
     return f"{seeds[0]}-{seeds[-1]}"
@@ -525,7 +553,8 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
-          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision}
+          "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
+          "tried_tta": tta_table, "tta_decision": tta_decision}
 for _n in LATE_RULES:  # every late round has a table and a decision block
     BLOCKS[f"tried_round{_n}"], BLOCKS[f"round{_n}_decision"] = partial(late_round_table, _n), partial(late_round_decision, _n)
 
