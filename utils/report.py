@@ -486,8 +486,8 @@ def tta_table(results: Path = RESULTS) -> str:
     if o is None:
         return "_Round 9 has not been run: `python scripts/try_tta.py`._"
     runs = [read_json(results / "tried_tta" / f"{TTA_RULE['model']}_seed{s}.json") for s in TTA_RULE["seeds"]]
-    names = {"none": "without TTA", "cross1": "5 copies: the image and its 4 one-pixel shifts (up, down, left, right)",
-             "square1": "9 copies: the image and its 8 one-pixel shifts (diagonals too)"}
+    names = {"none": "without TTA", "cross1": "`cross1`, 5 shifts: the image and its 4 one-pixel moves (up, down, left, right)",
+             "square1": "`square1`, 9 shifts: the image and its 8 one-pixel moves (diagonals too)"}
     rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else f"{100 * (m - o['mean']['none']):+.3f}",
              "" if k == "none" else f"{sum(r['val'][k] > r['val']['none'] for r in runs)} / "
                                     f"{sum(r['val'][k] < r['val']['none'] for r in runs)}"]
