@@ -335,7 +335,7 @@ def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
     """A late round (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
     rows = round_rows(f"tried_round{n}", _published_base(round_base(n), LATE_SEEDS, _base_results(n, results)), results)
     name = LATE_RULES[n].get("stretch_candidate")
-    sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, results) if name else None
+    sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, _base_results(n, results)) if name else None
     for v in rows:
         if v["name"] == name and sbase is not None:
             v["delta"] = statistics.mean(v["val"][s] - sbase["val"][s] for s in v["val"] if s in sbase["val"])
@@ -442,7 +442,7 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
 
 
 def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
-    """A late round's rule on seeds 1-5 (all of it, for a one-stage round); None until every run is there."""
+    """A late round's rule on LATE_SEEDS (all of it, for a one-stage round); None until every run is there."""
     rule = LATE_RULES[n]
     rows = {v["name"]: v for v in late_round_rows(n, results)}
     cands = [rows.get(c) for c in rule["candidates"]]
@@ -468,14 +468,14 @@ these checkpoints is adopted for the final model if that gain is at least ADOPTI
 
 
 def tta_outcome(results: Path = RESULTS) -> Optional[dict]:
-    """Round 9's rule applied: the mean validation accuracy without TTA and with each shift set, the best set, adopted?"""
+    """Round 9's rule applied: the runs, the mean validation accuracy without TTA and with each shift set, the best set, adopted?"""
     runs = [read_json(results / "tried_tta" / f"{TTA_RULE['model']}_seed{s}.json") for s in TTA_RULE["seeds"]]
     if None in runs:
         return None
     mean = {k: statistics.mean(r["val"][k] for r in runs) for k in runs[0]["val"]}
     best = max((k for k in mean if k != "none"), key=lambda k: mean[k])
     gain = mean[best] - mean["none"]
-    return {"mean": mean, "best": best, "gain": gain, "adopted": gain >= ADOPTION_MIN_GAIN,
+    return {"runs": runs, "mean": mean, "best": best, "gain": gain, "adopted": gain >= ADOPTION_MIN_GAIN,
             "better": sum(r["val"][best] > r["val"]["none"] for r in runs),
             "worse": sum(r["val"][best] < r["val"]["none"] for r in runs), "n": len(runs)}
 
@@ -485,7 +485,7 @@ def tta_table(results: Path = RESULTS) -> str:
     o = tta_outcome(results)
     if o is None:
         return "_Round 9 has not been run: `python scripts/try_tta.py`._"
-    runs = [read_json(results / "tried_tta" / f"{TTA_RULE['model']}_seed{s}.json") for s in TTA_RULE["seeds"]]
+    runs = o["runs"]
     names = {"none": "without TTA", "cross1": "`cross1`, 5 shifts: the image and its 4 one-pixel moves (up, down, left, right)",
              "square1": "`square1`, 9 shifts: the image and its 8 one-pixel moves (diagonals too)"}
     rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else f"{100 * (m - o['mean']['none']):+.3f}",
