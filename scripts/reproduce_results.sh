@@ -63,8 +63,9 @@ case "${1:-all}" in
     # Round 8 (variations of the final model on the GPU, validation only), stage 1: five seeds of each candidate,
     # in the same slots; its base is the final model's GPU seeds above.
     mkdir -p runs/round8_logs  # (ignored: the runs print only errors)
+    round8=$(python scripts/try_recipes.py --round 8 --names)
     for seed in $(seeds 5); do
-      for name in $(python scripts/try_recipes.py --round 8 --names); do
+      for name in $round8; do
         later python scripts/try_recipes.py --one "$name" "$seed" --round 8 --device cuda \
           > "runs/round8_logs/${name}_seed$seed.log" 2>&1
       done
