@@ -126,6 +126,49 @@ class WeightEMA:
         self.updates += 1
 
 
+BN_IMAGES = 10_000
+"""How many training images (the split's first ones, not augmented) measure recomputed BatchNorm statistics."""
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 2000) -> nn.Module:
+    """Set every BatchNorm's running mean and variance to their averages over the batches of x; returns the model.
+
+    Averaged weights (an EMA, SWA) need this: the statistics that training left belong to other weights.
+    Only the statistics change; dropout stays off, so no random numbers are drawn. The model ends in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the batches, not a moving one
+        m.train()
+    for i in range(0, len(x), batch_size):
+        model(x[i : i + batch_size])
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        m.eval()
+    return model
+
+
+DISTILL_RAMP_EPOCHS = 5
+"""Self-distillation's weight grows linearly from 0 (epoch 1, no teacher yet) to its full value at epoch 6."""
+
+
+def distill_weight(config: TrainConfig, epoch: int) -> float:
+    """The weight of the teacher's predictions in epoch `epoch`'s loss (`config.distill`, ramped up)."""
+    return config.distill * min(1.0, (epoch - 1) / DISTILL_RAMP_EPOCHS)
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise a ValueError that says what to change if the settings cannot work together."""
+    if not 0 <= config.distill < 1:
+        raise ValueError(f"distill is the teacher's share of the loss: use a value in [0, 1), got {config.distill}")
+    if not 0 <= config.swa_start <= config.epochs:
+        raise ValueError(f"swa_start must be an epoch between 1 and epochs={config.epochs} (0: off), got {config.swa_start}")
+
+
 def pick_device(preferred: Optional[str] = None) -> torch.device:
     """`preferred` if given, else CUDA, else Apple's MPS, else the CPU."""
     if preferred and preferred != "auto":
@@ -197,16 +240,26 @@ def train_one_epoch(
     desc: str = "train",
     total: Optional[int] = None,
     ema: Optional["WeightEMA"] = None,
+    teacher: Optional[nn.Module] = None,
+    distill: float = 0.0,
 ) -> tuple[float, float]:
     """One pass over the batches (any iterable of (images, labels): tensors or a DataLoader); (mean loss, acc).
 
-    `ema` (a `WeightEMA`) is updated after every optimizer step.
+    `ema` (a `WeightEMA`) is updated after every optimizer step. With a `teacher` and a `distill` weight w,
+    the loss is (1 - w) x cross-entropy with the labels + w x cross-entropy with the teacher's predicted
+    probabilities on the same images (the teacher runs in eval mode and is not trained).
     """
     model.train()
+    if teacher is not None:
+        teacher.eval()
     total_loss, correct, n = 0.0, 0, 0
     for xb, yb in tqdm(batches, total=total, desc=desc, leave=False, disable=not progress):
         log_probs = model(xb)
         loss = F.cross_entropy(log_probs, yb, label_smoothing=label_smoothing)
+        if teacher is not None and distill:
+            with torch.no_grad():
+                soft_targets = teacher(xb).exp()
+            loss = (1 - distill) * loss - distill * (soft_targets * log_probs).sum(1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -342,6 +395,7 @@ def fit(
     The model ends holding the best-on-validation weights (highest accuracy, then lowest loss);
     they are also written to `checkpoint_path` when one is given. The test set is not touched.
     """
+    check_config(config)
     device = splits.train_x.device
     seed_everything(seed)
     prepare_for_training(model, device)
@@ -352,8 +406,13 @@ def fit(
     # With `config.ema`, an exponential moving average of the weights and BatchNorm statistics follows
     # training; it is the model that is validated and kept (the live weights' accuracy is logged too).
     ema = WeightEMA(model, config.ema) if config.ema else None
+    # The kept model can also be the average of the live weights since epoch `swa_start` (SWA), and its BatchNorm
+    # statistics can be measured afresh on BN_IMAGES training images; with `distill`, the model kept at the end
+    # of an epoch teaches the live one through the next. None of these draws random numbers: the live weights
+    # follow the same path as without them.
+    swa, teacher, bn_x = None, None, splits.train_x[:BN_IMAGES]
     history: dict = {k: [] for k in HISTORY_COLUMNS}
-    if ema is not None:
+    if ema is not None or config.swa_start:
         history["live_val_acc"] = []
     best_key, best_state = None, None
     for epoch in range(1, config.epochs + 1):
@@ -363,10 +422,20 @@ def fit(
                                   generator=generator, augment=augment)
         train_loss, train_acc = train_one_epoch(
             model, batches, optimizer, scheduler, config.label_smoothing, progress=progress,
-            desc=f"epoch {epoch}/{config.epochs}", total=steps, ema=ema)
-        kept = model if ema is None else ema.module
+            desc=f"epoch {epoch}/{config.epochs}", total=steps, ema=ema, teacher=teacher,
+            distill=distill_weight(config, epoch))
+        if config.swa_start and epoch >= config.swa_start:
+            if swa is None:
+                swa = torch.optim.swa_utils.AveragedModel(model)  # its first update copies the live weights
+            swa.update_parameters(model)
+            kept = recompute_batchnorm(swa.module, bn_x, config.eval_batch_size)
+        else:
+            kept = model if ema is None else ema.module
+            if config.bn_recompute:
+                kept = recompute_batchnorm(copy.deepcopy(kept), bn_x, config.eval_batch_size)
+        teacher = kept if config.distill else None
         val_loss, val_acc = evaluate(kept, splits.val_x, splits.val_y, config.eval_batch_size)
-        if ema is not None:
+        if "live_val_acc" in history:
             history["live_val_acc"].append(evaluate(model, splits.val_x, splits.val_y, config.eval_batch_size)[1])
         seconds = time.perf_counter() - start
         for k, v in zip(HISTORY_COLUMNS, (epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)):
