@@ -231,7 +231,7 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
     import torch
 
     from utils.data import load_splits
-    from utils.engine import TTA_SHIFTS, evaluate, fit
+    from utils.engine import TTA_SHIFTS, fit, tta_accuracies
     from utils.models import Net, count_parameters
 
     table, _, out, base = ROUNDS[round_]
@@ -252,8 +252,8 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
         result["device"] = str(splits.train_x.device)
         if "live_val_acc" in history:
             result["live_val"] = history["live_val_acc"]
-        result["tta_val"] = {k: evaluate(model, splits.val_x, splits.val_y, 2000, shifts, splits.background)[1]
-                             for k, shifts in TTA_SHIFTS.items() if k != "none"}
+        result["tta_val"] = tta_accuracies(model, splits.val_x, splits.val_y, [k for k in TTA_SHIFTS if k != "none"],
+                                           splits.background)
     out = confirm_folder(out) if confirm else out
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -1,6 +1,6 @@
 """Round 9: test-time augmentation (TTA) for the final model, judged on the validation split with its published checkpoints.
 
-    python scripts/try_tta.py    # about ten minutes on a 2-core CPU; writes results/tried_tta/<model>_seed<seed>.json
+    python scripts/try_tta.py    # about five minutes on one CPU thread; writes results/tried_tta/<model>_seed<seed>.json
 
 No training: each of the final model's ten published checkpoints (results/<model>_seed<N>.pt) is evaluated on the
 validation split without TTA and with each shift set of `utils.engine.TTA_SHIFTS` (the predicted probabilities of
@@ -30,7 +30,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     from utils.data import load_splits
-    from utils.engine import TTA_SHIFTS, evaluate, load_trained_model, tune_cpu_allocator
+    from utils.engine import load_trained_model, tta_accuracies, tune_cpu_allocator
     from utils.report import TTA_RULE
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -43,8 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model_name = TTA_RULE["model"]
     for seed in TTA_RULE["seeds"]:
         model, _ = load_trained_model(RESULTS / f"{model_name}_seed{seed}.pt")
-        val = {k: evaluate(model, splits.val_x, splits.val_y, 2000, shifts, splits.background)[1]
-               for k, shifts in TTA_SHIFTS.items()}
+        val = tta_accuracies(model, splits.val_x, splits.val_y, fill=splits.background)
         result = {"model": model_name, "seed": seed, "val": val, "torch": torch.__version__}
         (OUT / f"{model_name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(f"seed {seed}: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in val.items()), flush=True)

@@ -9,9 +9,9 @@ import pytest
 from utils.data import load_test_set, repo_root
 from utils.engine import load_checkpoint, predict
 from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters
-from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, ROUND2_RULE, TTA_RULE, below_bar_probability, gpu_model,
-                          late_round_outcome, pct, read_json, render, requirements_table, round2_decision, round2_rows,
-                          round_base, tta_outcome)
+from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, LATE_SEEDS, ROUND2_RULE, TTA_RULE, below_bar_probability,
+                          gpu_model, late_round_outcome, pct, read_json, render, requirements_table, round2_decision,
+                          round2_rows, round_base, tta_outcome)
 from utils.train import train_model
 
 RESULTS = repo_root() / "results"
@@ -130,6 +130,21 @@ def test_round_9_judged_tta_on_the_final_models_published_checkpoints_on_validat
         assert r["val"]["none"] == pytest.approx(published["best_val_acc"], abs=2e-4), path.name
     o = tta_outcome()
     assert o is not None and not o["adopted"], "an adopted TTA must be used in every evaluation of the final model"
+
+
+def test_round_10s_candidates_that_only_keep_other_weights_trained_exactly_like_their_base():
+    """bnfix and swa11 leave the live training as it was (README): their live weights are the base's, epoch for epoch."""
+    base = round_base(10)
+    checked = 0
+    for path in sorted((RESULTS / "tried_round10").glob("*_seed*.json")):
+        r = json.loads(path.read_text())
+        if "distill" in r["overrides"]:
+            continue
+        published = _json(f"{base}_seed{r['seed']}.json")["history"]
+        assert r["live_val"] == published["live_val_acc"] and r["train"] == published["train_acc"], path.name
+        assert r["val"] != published["val_acc"], f"{path.name}: the kept weights should be another model"
+        checked += 1
+    assert checked == 2 * len(LATE_SEEDS)  # bnfix and swa11, five seeds each
 
 
 def test_the_readme_shows_what_the_result_files_say():

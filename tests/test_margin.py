@@ -9,7 +9,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from utils.augment import shift_images
 from utils.config import TrainConfig
-from utils.engine import TTA_SHIFTS, WeightEMA, evaluate, fit, tta_log_probs
+from utils.engine import TTA_SHIFTS, WeightEMA, evaluate, fit, tta_accuracies, tta_log_probs
 from utils.models import FINAL, STEPS, build_model
 
 
@@ -87,3 +87,13 @@ def test_tta_averages_probabilities_over_the_shifted_copies():
         out = tta_log_probs(model, x, shifts)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(out.exp().sum(1), torch.ones(4))
+
+
+def test_tta_accuracies_names_each_shift_set_and_none_is_the_plain_accuracy(small_splits):
+    model = build_model(FINAL, seed=1)
+    x, y, fill = small_splits.val_x, small_splits.val_y, small_splits.background
+    accs = tta_accuracies(model, x, y, fill=fill)
+    assert list(accs) == list(TTA_SHIFTS)
+    assert accs["none"] == evaluate(model, x, y)[1]
+    assert accs["square1"] == evaluate(model, x, y, shifts=TTA_SHIFTS["square1"], fill=fill)[1]
+    assert list(tta_accuracies(model, x, y, ["cross1"], fill)) == ["cross1"]

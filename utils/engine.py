@@ -375,6 +375,12 @@ def evaluate(
     return evaluate_batches(model, iterate_batches(x, y, batch_size), shifts, fill)
 
 
+def tta_accuracies(model: nn.Module, x: Tensor, y: Tensor, names=tuple(TTA_SHIFTS), fill: float = 0.0,
+                   batch_size: int = 2000) -> dict[str, float]:
+    """Accuracy on (x, y) with each named shift set of `TTA_SHIFTS` ("none": without TTA), e.g. to choose one on validation."""
+    return {k: evaluate(model, x, y, batch_size, TTA_SHIFTS[k], fill)[1] for k in names}
+
+
 def fit(
     model: nn.Module,
     splits: MNISTSplits,
