@@ -7,7 +7,8 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 
 from utils.plots import (confusion_matrix, digit_boxes, plot_confusion_matrix, plot_history,  # noqa: E402
-                         plot_params_vs_error, plot_val_overlay, show_digits, show_windows, spread_positions)
+                         plot_params_vs_error, plot_val_overlay, plot_z_scores, show_digits, show_windows,
+                         spread_positions)
 
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
@@ -82,3 +83,12 @@ def test_digit_boxes_measure_the_ink_box_and_the_centre_of_mass():
     assert box["height"].tolist() == [20, 1] and box["width"].tolist() == [5, 1]
     assert box["top"].tolist() == [4, 0] and box["left"].tolist() == [10, 0]
     assert torch.allclose(box["row"], torch.tensor([13.5, 0.0])) and torch.allclose(box["col"], torch.tensor([12.0, 0.0]))
+
+
+def test_plot_z_scores_draws_one_dot_per_candidate_and_writes_the_value_of_a_clipped_one():
+    rows = [{"round": 3, "name": "a", "z": 0.5}, {"round": 8, "name": "b", "z": -22.0}, {"round": 10, "name": "c", "z": 2.3}]
+    ax = plot_z_scores(rows, clip=6)
+    dots = [line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "o"]
+    assert dots == [0.5, -6, 2.3]  # the far one sits at the edge ...
+    assert [t.get_text() for t in ax.texts] == ["-22"]  # ... with its value beside it
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["round 3: a", "round 8: b", "round 10: c"]

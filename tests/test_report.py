@@ -1,12 +1,12 @@
-"""utils.report's judgements on result files: rounds 3-9's adoption rules decide as the rules say; overfitting is read from validation."""
+"""utils.report's judgements on result files: rounds 3-10's adoption rules decide as the rules say; overfitting is read from validation."""
 
 import json
 
 import pytest
 
-from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, TTA_RULE, late_round_decision, late_round_outcome,
-                          late_round_table, overfitting_verdict, round_base, round_finalist, same_seeds_comparison,
-                          tta_outcome)
+from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, late_round_decision,
+                          late_round_outcome, late_round_table, overfitting_verdict, round_base, round_finalist,
+                          same_seeds_comparison, search_z_scores, tta_outcome)
 
 RULE = LATE_RULES[3]
 
@@ -140,3 +140,14 @@ def test_overfitting_is_read_from_the_validation_curves():
     assert fell.startswith("starting to overfit") and "fell by 0.40 pp" in fell
     flat = overfitting_verdict(history([0.98, 0.993, 0.9925, 0.9926], [0.06, 0.02, 0.021, 0.022]), 2)
     assert flat.startswith("no sign of overfitting")
+
+
+def test_search_z_scores_measure_each_small_candidate_in_standard_errors_of_its_round():
+    zs = search_z_scores()
+    names = {r["name"] for r in zs}
+    assert {c for n in LATE_RULES if LATE_RULES[n].get("replaces") != "stretch" for c in LATE_RULES[n]["candidates"]} == names
+    r = next(r for r in zs if r["name"] == "bnfix")
+    base = [json.loads((RESULTS / f"{round_base(10)}_seed{s}.json").read_text())["best_val_acc"] for s in LATE_SEEDS]
+    sd = (sum((v - sum(base) / len(base)) ** 2 for v in base) / (len(base) - 1)) ** 0.5
+    assert r["se"] == pytest.approx(sd * (2 / len(LATE_SEEDS)) ** 0.5)  # a difference of two five-seed means
+    assert all(x["z"] == pytest.approx(x["delta"] / x["se"]) for x in zs)

@@ -361,3 +361,26 @@ def show_perturbed(example: Tensor, rows: dict, size: float = 1.1):
         axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     plt.tight_layout()
     return fig
+
+
+def plot_z_scores(rows: Sequence[dict], clip: float = 6.0, ax=None):
+    """Each candidate's gain over its base in standard errors (`utils.report.search_z_scores`), one dot per candidate.
+
+    The shaded band is |z| < 2, where about 95 % of candidates that change nothing would fall; dots beyond `clip`
+    sit at the edge with their value written beside them.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.2))
+    ax.axvspan(-2, 2, color="0.9", label="|z| < 2: what luck alone gives 95 % of the time")
+    ax.axvline(0, color="0.5", lw=0.8)
+    for i, r in enumerate(rows):
+        z = max(-clip, min(clip, r["z"]))
+        ax.plot(z, i, "o", color="tab:green" if r["z"] >= 2 else "tab:red" if r["z"] <= -2 else "tab:blue")
+        if z != r["z"]:
+            ax.annotate(f"{r['z']:.0f}", (z, i), xytext=(6, -3), textcoords="offset points", fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"round {r['round']}: {r['name']}" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-clip - 0.5, clip + 0.5)
+    ax.set_xlabel("gain over the base in standard errors (z)")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax

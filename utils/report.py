@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 from functools import partial
@@ -374,6 +375,53 @@ ADOPTION_MIN_GAIN = 0.0003
 """Every round's rule: a candidate replaces the model it varies if its mean best validation accuracy is this much higher."""
 
 
+def search_z_scores(results: Path = RESULTS) -> list[dict]:
+    """Every late-round candidate under 8,000 parameters: its mean gain over its base and that gain in standard errors (z).
+
+    The standard error is that of a difference of two n-seed means, sd·√(2/n), with sd the spread of the base's own seeds.
+    If no candidate helped, the z's would scatter like a standard normal around 0.
+    """
+    out = []
+    for n in sorted(LATE_RULES):
+        if LATE_RULES[n].get("replaces") == "stretch" or late_round_outcome(n, results) is None:
+            continue
+        rows = {v["name"]: v for v in late_round_rows(n, results)}
+        sd = statistics.stdev(rows["base"]["val"].values())
+        for name in LATE_RULES[n]["candidates"]:
+            v = rows[name]
+            se = sd * math.sqrt(2 / len(v["val"]))
+            out.append({"round": n, "name": name, "change": v["change"], "delta": v["delta"], "se": se,
+                        "z": v["delta"] / se})
+    return out
+
+
+def search_verdict(results: Path = RESULTS) -> Optional[dict]:
+    """The late rounds read together: candidates clearly worse (z <= -2) and better (z >= 2), and how lucky the best is.
+
+    "p_top" is the chance that the best of that many candidates that change nothing reaches the best one's z;
+    "expected_up" is how many of them would reach z >= 2 on average.
+    """
+    rows = search_z_scores(results)
+    if not rows:
+        return None
+    top, normal = max(rows, key=lambda r: r["z"]), NormalDist()
+    return {"rows": rows, "up": [r for r in rows if r["z"] >= 2], "down": [r for r in rows if r["z"] <= -2], "top": top,
+            "expected_up": len(rows) * (1 - normal.cdf(2)), "p_top": 1 - normal.cdf(top["z"]) ** len(rows)}
+
+
+def search_summary(results: Path = RESULTS) -> str:
+    """The README's sentence on the late rounds read together (notebook 02 plots it)."""
+    v = search_verdict(results)
+    if v is None:
+        return "_No late round is complete yet._"
+    rounds = sorted({r["round"] for r in v["rows"]})
+    return (f"{len(v['rows'])} candidates under 8,000 parameters in rounds {rounds[0]}-{rounds[-1]}: {len(v['down'])} "
+            f"clearly worse than their base (z <= -2), {len(v['up'])} clearly better (z >= 2; luck alone would give "
+            f"{v['expected_up']:.1f} on average). The best, `{v['top']['name']}` (round {v['top']['round']}, "
+            f"z = {v['top']['z']:.1f}), is as good as the best of {len(v['rows'])} candidates that change nothing would be "
+            f"in {v['p_top']:.0%} of such searches.")
+
+
 def round1_decision(results: Path = RESULTS) -> str:
     """Round 1's rule (6b replaces step 6 if its five-seed mean best validation accuracy is >= 0.03 pp higher), applied."""
     base = [read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in range(1, 6)]
@@ -555,7 +603,7 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
-          "tried_tta": tta_table, "tta_decision": tta_decision}
+          "tried_tta": tta_table, "tta_decision": tta_decision, "search_summary": search_summary}
 for _n in LATE_RULES:  # every late round has a table and a decision block
     BLOCKS[f"tried_round{_n}"], BLOCKS[f"round{_n}_decision"] = partial(late_round_table, _n), partial(late_round_decision, _n)
 
