@@ -1,12 +1,14 @@
 """utils.report's judgements on result files: rounds 3-10's adoption rules decide as the rules say; overfitting is read from validation."""
 
 import json
+import statistics
+from statistics import NormalDist
 
 import pytest
 
 from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, late_round_decision,
                           late_round_outcome, late_round_table, overfitting_verdict, round_base, round_finalist,
-                          same_seeds_comparison, search_z_scores, tta_outcome)
+                          same_seeds_comparison, search_verdict, search_z_scores, tta_outcome)
 
 RULE = LATE_RULES[3]
 
@@ -147,7 +149,19 @@ def test_search_z_scores_measure_each_small_candidate_in_standard_errors_of_its_
     names = {r["name"] for r in zs}
     assert {c for n in LATE_RULES if LATE_RULES[n].get("replaces") != "stretch" for c in LATE_RULES[n]["candidates"]} == names
     r = next(r for r in zs if r["name"] == "bnfix")
-    base = [json.loads((RESULTS / f"{round_base(10)}_seed{s}.json").read_text())["best_val_acc"] for s in LATE_SEEDS]
-    sd = (sum((v - sum(base) / len(base)) ** 2 for v in base) / (len(base) - 1)) ** 0.5
+    ten = [json.loads((RESULTS / f"{round_base(10)}_seed{s}.json").read_text())["best_val_acc"] for s in range(1, 11)]
+    sd = statistics.stdev(ten)  # one run's spread, from the base's ten published seeds
     assert r["se"] == pytest.approx(sd * (2 / len(LATE_SEEDS)) ** 0.5)  # a difference of two five-seed means
     assert all(x["z"] == pytest.approx(x["delta"] / x["se"]) for x in zs)
+
+
+def test_search_verdict_simulates_luck_with_the_searchs_shape():
+    v = search_verdict()
+    n = len(v["rows"])
+    # each z is standard normal under "nothing helps", whatever base it shares: the counts' means are n·P(z >= 2)
+    assert v["expected_up"] == pytest.approx(n * (1 - NormalDist().cdf(2)), rel=0.05)
+    assert v["expected_down"] == pytest.approx(v["expected_up"], rel=0.05)
+    top = max(r["z"] for r in v["rows"])
+    independent = 1 - NormalDist().cdf(top) ** n
+    assert v["p_top"] < independent + 0.02  # shared bases make the best of a search less extreme, never more
+    assert v["up"] == [r for r in v["rows"] if r["z"] >= 2] and v["top"]["z"] == top
