@@ -6,7 +6,7 @@ from statistics import NormalDist
 
 import pytest
 
-from utils.report import (LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, late_round_decision,
+from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, late_round_decision,
                           late_round_outcome, late_round_table, overfitting_verdict, round_base, round_finalist,
                           same_seeds_comparison, search_verdict, search_z_scores, tta_outcome)
 
@@ -165,3 +165,6 @@ def test_search_verdict_simulates_luck_with_the_searchs_shape():
     independent = 1 - NormalDist().cdf(top) ** n
     assert v["p_top"] < independent + 0.02  # shared bases make the best of a search less extreme, never more
     assert v["up"] == [r for r in v["rows"] if r["z"] >= 2] and v["top"]["z"] == top
+    # n seeds a side catch a true gain g 80 % of the time when g >= (2 + 0.84)·sd·√(2/n)
+    n, power, sd = v["seeds_for_margin"], 2 + NormalDist().inv_cdf(0.8), statistics.mean(r["sd"] for r in v["rows"])
+    assert power * sd * (2 / n) ** 0.5 <= ADOPTION_MIN_GAIN < power * sd * (2 / (n - 1)) ** 0.5

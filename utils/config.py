@@ -26,13 +26,14 @@ class TrainConfig:
     eval_batch_size: int = 2000
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); when on, it is what is validated and kept
     bn_recompute: bool = False  # the kept weights' BatchNorm statistics are measured afresh before each validation
-    swa_start: int = 0  # from this epoch on, the kept weights are the plain average of the live ones at each epoch's end (SWA)
+    swa_start: int = 0  # from this epoch on, keep the plain mean of the live weights at each epoch's end (SWA)
     distill: float = 0.0  # weight of the kept model's soft predictions in the live model's loss (self-distillation)
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (for JSON result files)."""
         d = asdict(self)
-        for key in ("ema", "elastic", "bn_recompute", "swa_start", "distill"):  # recipes without them keep the result files' keys they always had
+        # recipes without these settings keep the result files' keys they always had
+        for key in ("ema", "elastic", "bn_recompute", "swa_start", "distill"):
             if not d[key]:
                 del d[key]
         return d

@@ -166,7 +166,8 @@ def check_config(config: TrainConfig) -> None:
     if not 0 <= config.distill < 1:
         raise ValueError(f"distill is the teacher's share of the loss: use a value in [0, 1), got {config.distill}")
     if not 0 <= config.swa_start <= config.epochs:
-        raise ValueError(f"swa_start must be an epoch between 1 and epochs={config.epochs} (0: off), got {config.swa_start}")
+        raise ValueError(f"swa_start must be an epoch between 1 and epochs={config.epochs} (0: off), "
+                         f"got {config.swa_start}")
 
 
 def pick_device(preferred: Optional[str] = None) -> torch.device:
@@ -377,7 +378,7 @@ def evaluate(
 
 def tta_accuracies(model: nn.Module, x: Tensor, y: Tensor, names=tuple(TTA_SHIFTS), fill: float = 0.0,
                    batch_size: int = 2000) -> dict[str, float]:
-    """Accuracy on (x, y) with each named shift set of `TTA_SHIFTS` ("none": without TTA), e.g. to choose one on validation."""
+    """Accuracy on (x, y) with each named shift set of `TTA_SHIFTS` ("none": without TTA), e.g. to pick one on val."""
     return {k: evaluate(model, x, y, batch_size, TTA_SHIFTS[k], fill)[1] for k in names}
 
 

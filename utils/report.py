@@ -396,7 +396,7 @@ def search_z_scores(results: Path = RESULTS) -> list[dict]:
         for name in LATE_RULES[n]["candidates"]:
             v = rows[name]
             se = sd * math.sqrt(2 / len(v["val"]))
-            out.append({"round": n, "name": name, "change": v["change"], "delta": v["delta"], "se": se,
+            out.append({"round": n, "name": name, "change": v["change"], "delta": v["delta"], "sd": sd, "se": se,
                         "z": v["delta"] / se, "group": f"{folder.name}/{round_base(n)}"})
     return out
 
@@ -411,7 +411,8 @@ def search_verdict(results: Path = RESULTS) -> Optional[dict]:
     Luck is simulated (SEARCH_TRIALS searches of the same shape in which no candidate changes anything: each candidate's
     mean and each base's mean drawn independently, candidates of one group sharing their base's draw). "expected_up"
     and "expected_down" are the mean counts of z >= 2 and z <= -2 there; "p_top" is the share of those searches whose
-    best z reaches the best candidate's; "detectable" is the gain five seeds find 80 % of the time, (2 + 0.84)·se.
+    best z reaches the best candidate's; "detectable" is the gain five seeds find 80 % of the time, (2 + 0.84)·se;
+    "seeds_for_margin" is how many seeds per candidate (and base) would find a true gain of ADOPTION_MIN_GAIN that often.
     """
     rows = search_z_scores(results)
     if not rows:
@@ -422,11 +423,14 @@ def search_verdict(results: Path = RESULTS) -> Optional[dict]:
     cand = torch.randn(SEARCH_TRIALS, len(rows), generator=g)
     null = (cand - base[:, [groups.index(r["group"]) for r in rows]]) / math.sqrt(2)
     top = max(rows, key=lambda r: r["z"])
+    power = 2 + NormalDist().inv_cdf(0.8)  # a true gain this many standard errors large reaches z >= 2 80 % of the time
+    sd = statistics.mean(r["sd"] for r in rows)  # one run's spread, averaged over the candidates' rounds
     return {"rows": rows, "up": [r for r in rows if r["z"] >= 2], "down": [r for r in rows if r["z"] <= -2], "top": top,
             "expected_up": (null >= 2).sum(1).float().mean().item(),
             "expected_down": (null <= -2).sum(1).float().mean().item(),
             "p_top": (null.max(1).values >= top["z"]).float().mean().item(),
-            "detectable": (2 + NormalDist().inv_cdf(0.8)) * statistics.mean(r["se"] for r in rows)}
+            "detectable": power * statistics.mean(r["se"] for r in rows),
+            "seeds_for_margin": math.ceil(2 * (power * sd / ADOPTION_MIN_GAIN) ** 2)}
 
 
 def search_summary(results: Path = RESULTS) -> str:
@@ -439,8 +443,10 @@ def search_summary(results: Path = RESULTS) -> str:
             f"z <= -2 (luck alone would put {v['expected_down']:.1f} there on average), {len(v['up'])} at z >= 2 (luck: "
             f"{v['expected_up']:.1f}). In {v['p_top']:.0%} of simulated searches of this shape in which nothing helps, "
             f"the best candidate reaches the z of this search's best, `{v['top']['name']}` (round {v['top']['round']}, "
-            f"z = {v['top']['z']:.1f}). Five seeds find a gain 80 % of the time only from about "
-            f"{100 * v['detectable']:.2f} pp up: the rounds would have caught gains that large, and could miss smaller ones.")
+            f"z = {v['top']['z']:.1f}). {len(LATE_SEEDS)} seeds per candidate find a gain 80 % of the time only from about "
+            f"{100 * v['detectable']:.2f} pp up: the rounds would have caught gains that large, and could miss smaller ones. To "
+            f"catch a true gain of {100 * ADOPTION_MIN_GAIN:.2f} pp (the rules' margin) as often would take about "
+            f"{v['seeds_for_margin']} seeds per candidate and as many for the base.")
 
 
 def round1_decision(results: Path = RESULTS) -> str:
