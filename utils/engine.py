@@ -135,7 +135,8 @@ def recompute_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 2000) -> 
     """Set every BatchNorm's running mean and variance to their averages over the batches of x; returns the model.
 
     Averaged weights (an EMA, SWA) need this: the statistics that training left belong to other weights.
-    Only the statistics change; dropout stays off, so no random numbers are drawn. The model ends in eval mode.
+    Only the statistics change; dropout stays off, so no random numbers are drawn (torch's `swa_utils.update_bn`
+    runs the whole model in train mode, where dropout would draw them). The model ends in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     model.eval()
@@ -415,8 +416,8 @@ def fit(
     ema = WeightEMA(model, config.ema) if config.ema else None
     # The kept model can also be the average of the live weights since epoch `swa_start` (SWA), and its BatchNorm
     # statistics can be measured afresh on BN_IMAGES training images; with `distill`, the model kept at the end
-    # of an epoch teaches the live one through the next. None of these draws random numbers: the live weights
-    # follow the same path as without them.
+    # of an epoch teaches the live one through the next. SWA and fresh statistics draw no random numbers, so the live
+    # weights follow the same path as without them; distillation changes their loss, and so their path.
     swa, teacher, bn_x = None, None, splits.train_x[:BN_IMAGES]
     history: dict = {k: [] for k in HISTORY_COLUMNS}
     if ema is not None or config.swa_start:
