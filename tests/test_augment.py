@@ -157,3 +157,38 @@ def test_the_grid_comparison_catches_a_planted_bug(bug):
     reference = F.affine_grid(theta, size, align_corners=False)
     assert _grids_agree(affine_grid(theta, size), reference)
     assert not _grids_agree(bug(theta, size), reference)
+
+
+def test_clean_epochs_train_the_last_epochs_on_the_images_as_they_are(small_splits, monkeypatch):
+    from dataclasses import replace
+
+    import utils.engine as engine
+    from utils.models import FINAL, STEPS, build_model
+
+    seen = []
+    batches = engine.iterate_batches
+
+    def recording(*args, **kwargs):  # the training batches of each epoch (evaluation's are not shuffled)
+        if kwargs.get("shuffle"):
+            seen.append(kwargs["augment"])
+        return batches(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "iterate_batches", recording)
+    base = replace(STEPS[FINAL].config, epochs=3)
+    runs = [engine.fit(build_model(FINAL, seed=1), small_splits, replace(base, clean_epochs=n), seed=1, progress=False,
+                       log=None) for n in (0, 1)]
+    assert [a is None for a in seen] == [False, False, False, False, False, True]
+    # the augmented epochs are the recipe's own, random numbers and all; only the clean one differs
+    assert runs[0]["train_loss"][:2] == runs[1]["train_loss"][:2] != runs[0]["train_loss"]
+
+
+@pytest.mark.parametrize("n", [-1, 16])
+def test_clean_epochs_outside_the_run_are_refused(n):
+    from utils.engine import check_config
+
+    with pytest.raises(ValueError, match="clean_epochs"):
+        check_config(TrainConfig(epochs=15, clean_epochs=n))
+
+
+def test_recipes_without_clean_epochs_keep_their_result_file_keys():
+    assert "clean_epochs" not in TrainConfig().to_dict() and TrainConfig(clean_epochs=2).to_dict()["clean_epochs"] == 2

@@ -147,7 +147,8 @@ def test_overfitting_is_read_from_the_validation_curves():
 def test_search_z_scores_measure_each_small_candidate_in_standard_errors_of_its_round():
     zs = search_z_scores()
     names = {r["name"] for r in zs}
-    assert {c for n in LATE_RULES if LATE_RULES[n].get("replaces") != "stretch" for c in LATE_RULES[n]["candidates"]} == names
+    decided = [n for n in LATE_RULES if LATE_RULES[n].get("replaces") != "stretch" and late_round_outcome(n) is not None]
+    assert {c for n in decided for c in LATE_RULES[n]["candidates"]} == names  # a round still running is left out
     r = next(r for r in zs if r["name"] == "bnfix")
     ten = [json.loads((RESULTS / f"{round_base(10)}_seed{s}.json").read_text())["best_val_acc"] for s in range(1, 11)]
     sd = statistics.stdev(ten)  # one run's spread, from the base's ten published seeds

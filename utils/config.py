@@ -28,12 +28,13 @@ class TrainConfig:
     bn_recompute: bool = False  # the kept weights' BatchNorm statistics are measured afresh before each validation
     swa_start: int = 0  # from this epoch on, keep the plain mean of the live weights at each epoch's end (SWA)
     distill: float = 0.0  # weight of the kept model's soft predictions in the live model's loss (self-distillation)
+    clean_epochs: int = 0  # the last this many epochs train on the images as they are (augmentation off)
 
     def to_dict(self) -> dict:
         """The settings as a plain dict (for JSON result files)."""
         d = asdict(self)
         # recipes without these settings keep the result files' keys they always had
-        for key in ("ema", "elastic", "bn_recompute", "swa_start", "distill"):
+        for key in ("ema", "elastic", "bn_recompute", "swa_start", "distill", "clean_epochs"):
             if not d[key]:
                 del d[key]
         return d

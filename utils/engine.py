@@ -169,6 +169,9 @@ def check_config(config: TrainConfig) -> None:
     if not 0 <= config.swa_start <= config.epochs:
         raise ValueError(f"swa_start must be an epoch between 1 and epochs={config.epochs} (0: off), "
                          f"got {config.swa_start}")
+    if not 0 <= config.clean_epochs <= config.epochs:
+        raise ValueError(f"clean_epochs counts the last epochs trained without augmentation: use 0 to "
+                         f"epochs={config.epochs}, got {config.clean_epochs}")
 
 
 def pick_device(preferred: Optional[str] = None) -> torch.device:
@@ -426,8 +429,10 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
+        # with `clean_epochs`, the last epochs see the images as they are (as validation and test do)
+        augmented = epoch <= config.epochs - config.clean_epochs
         batches = iterate_batches(splits.train_x, splits.train_y, config.batch_size, shuffle=True,
-                                  generator=generator, augment=augment)
+                                  generator=generator, augment=augment if augmented else None)
         train_loss, train_acc = train_one_epoch(
             model, batches, optimizer, scheduler, config.label_smoothing, progress=progress,
             desc=f"epoch {epoch}/{config.epochs}", total=steps, ema=ema, teacher=teacher,
