@@ -387,9 +387,10 @@ def search_z_scores(results: Path = RESULTS) -> list[dict]:
     """
     out = []
     for n in sorted(LATE_RULES):
-        if LATE_RULES[n].get("replaces") == "stretch" or late_round_outcome(n, results) is None:
+        o = None if LATE_RULES[n].get("replaces") == "stretch" else late_round_outcome(n, results)
+        if o is None:
             continue
-        rows = {v["name"]: v for v in late_round_rows(n, results)}
+        rows = o["rows"]
         folder = _base_results(n, results)
         ten = [read_json(folder / f"{round_base(n)}_seed{s}.json") for s in range(1, 11)]
         spread = [r["best_val_acc"] for r in ten] if None not in ten else list(rows["base"]["val"].values())
@@ -503,7 +504,7 @@ def round_finalist(n: int, results: Path = RESULTS) -> Optional[str]:
 
 
 def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
-    """A late round's rule applied: the rows it compared, the gains and what was adopted; None until every run is there."""
+    """A late round's rule applied: the rows it compared (by name), the gains and what was adopted; None until every run is there."""
     out = _stage_one(n, results)
     if out is None or "confirm" not in LATE_RULES[n] or not out["adopted"]:
         return out
@@ -530,7 +531,7 @@ def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
             complete(stretch) and sbase is not None)):
         return None
     base, best = rows["base"], max(cands, key=lambda v: v["mean"])
-    out = {"base": base, "best": best, "gain": best["mean"] - base["mean"]}
+    out = {"base": base, "best": best, "gain": best["mean"] - base["mean"], "rows": rows}
     out["adopted"] = out["gain"] >= ADOPTION_MIN_GAIN
     if stretch is not None:
         out["stretch"], out["stretch_base_mean"] = stretch, statistics.mean(sbase["val"].values())
@@ -552,9 +553,10 @@ def tta_outcome(results: Path = RESULTS) -> Optional[dict]:
     mean = {k: statistics.mean(r["val"][k] for r in runs) for k in runs[0]["val"]}
     best = max((k for k in mean if k != "none"), key=lambda k: mean[k])
     gain = mean[best] - mean["none"]
+    counts = {k: (sum(r["val"][k] > r["val"]["none"] for r in runs), sum(r["val"][k] < r["val"]["none"] for r in runs))
+              for k in mean if k != "none"}  # checkpoints it helped, and hurt
     return {"runs": runs, "mean": mean, "best": best, "gain": gain, "adopted": gain >= ADOPTION_MIN_GAIN,
-            "better": sum(r["val"][best] > r["val"]["none"] for r in runs),
-            "worse": sum(r["val"][best] < r["val"]["none"] for r in runs), "n": len(runs)}
+            "counts": counts, "better": counts[best][0], "worse": counts[best][1], "n": len(runs)}
 
 
 def tta_table(results: Path = RESULTS) -> str:
@@ -562,12 +564,10 @@ def tta_table(results: Path = RESULTS) -> str:
     o = tta_outcome(results)
     if o is None:
         return "_Round 9 has not been run: `python scripts/try_tta.py`._"
-    runs = o["runs"]
     names = {"none": "without TTA", "cross1": "`cross1`, 5 shifts: the image and its 4 one-pixel moves (up, down, left, right)",
              "square1": "`square1`, 9 shifts: the image and its 8 one-pixel moves (diagonals too)"}
     rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else f"{100 * (m - o['mean']['none']):+.3f}",
-             "" if k == "none" else f"{sum(r['val'][k] > r['val']['none'] for r in runs)} / "
-                                    f"{sum(r['val'][k] < r['val']['none'] for r in runs)}"]
+             "" if k == "none" else "{} / {}".format(*o["counts"][k])]
             for k, m in o["mean"].items()]
     return markdown_table([f"`{TTA_RULE['model']}`, {o['n']} published checkpoints", "Mean val acc", "Gain (pp)",
                            "Seeds better / worse"], rows)
