@@ -5,7 +5,7 @@
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
 #   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/,
 #                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
-#   bash scripts/reproduce_results.sh rounds    # rounds 3-7, 10 and 11 of variations (validation only) -> results/tried_round*/,
+#   bash scripts/reproduce_results.sh rounds    # rounds 3-7 and 10-12 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
@@ -34,13 +34,15 @@ launch_seeds() {  # MODEL N OUT DEVICE: start N seeds of MODEL in the job slots
 summarize() { train --model "$1" --seeds $(seeds "$2") --summarize --out "$3"; }  # MODEL N OUT
 multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OUT DEVICE: N seeds, then their summary
 
-rounds() {  # rounds 3-7, 10 and 11: variations of the final (or < 20k) model of their time on this CPU, validation only
+rounds() {  # rounds 3-7 and 10-12: variations of the final (or < 20k) model of their time on this CPU, validation only
   for n in 3 4 5 6 7; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
   python scripts/try_tta.py  # round 9: TTA on the final model's published checkpoints, validation only, no training
   python scripts/try_recipes.py --round 10 --jobs "$JOBS"  # round 10: which weights are kept; stage 1, then stage 2
   python scripts/try_recipes.py --round 10 --confirm --jobs "$JOBS"
   python scripts/try_recipes.py --round 11 --jobs "$JOBS"  # round 11: the last epochs without augmentation; two stages
   python scripts/try_recipes.py --round 11 --confirm --jobs "$JOBS"
+  python scripts/try_recipes.py --round 12 --jobs "$JOBS"  # round 12: SiLU instead of ReLU; two stages
+  python scripts/try_recipes.py --round 12 --confirm --jobs "$JOBS"
 }
 
 case "${1:-all}" in

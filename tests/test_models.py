@@ -116,3 +116,14 @@ def test_step_changes_lists_every_setting_that_differs_and_nothing_else():
     assert changed == {"optimizer", "lr", "schedule"}
     assert step_changes(FINAL, FINAL) == []
     assert set(step_settings(FINAL)) >= {"spec", "batchnorm", "dropout", "lr", "batch_size", "degrees", "ema"}
+
+
+def test_the_activation_is_a_choice_that_costs_no_parameters_and_unknown_ones_are_refused():
+    relu, silu = Net(list(STEPS[FINAL].spec)), Net(list(STEPS[FINAL].spec), activation="silu")
+    kinds = lambda m: {type(x).__name__ for x in m.modules()}  # noqa: E731
+    assert "ReLU" in kinds(relu) and "SiLU" not in kinds(relu)
+    assert "SiLU" in kinds(silu) and "ReLU" not in kinds(silu)
+    assert count_parameters(silu) == count_parameters(relu)
+    assert step_settings(FINAL)["activation"] == "relu"
+    with pytest.raises(ValueError, match="unknown activation 'tanh'; choose one of relu, silu"):
+        Net(["c8", "G"], activation="tanh")

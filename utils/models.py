@@ -13,21 +13,29 @@ from torch import Tensor
 from .config import TrainConfig
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
+"""What follows each convolution's BatchNorm: ReLU, max(0, x), or SiLU, x·sigmoid(x), a smooth ReLU that lets small
+negative values through."""
+
+
 class Net(nn.Module):
     """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv (`s16p`: padded), `M` max-pool, `G` GAP head.
 
     A separable conv (`s`) is a depthwise 3x3 conv (one 3x3 filter per input channel, 9·C_in weights)
     followed by a 1x1 conv to the output channels (C_in·C_out), instead of 9·C_in·C_out weights.
-    Every `c`, `t` and `s` layer is conv -> (BatchNorm) -> ReLU, followed by Dropout once the maps are
+    Every `c`, `t` and `s` layer is conv -> (BatchNorm) -> ReLU (or `activation`), followed by Dropout once the maps are
     small (after the first max-pool, where most of the weights live and dropout costs little time),
     except the last conv before the head. `G` averages each channel over the whole map (GAP), then
     a 1x1 conv maps the channels to the 10 classes. The output is log-probabilities (N x 10).
     """
 
-    def __init__(self, spec: Sequence[str], batchnorm: bool = True, dropout: float = 0.0, num_classes: int = 10):
+    def __init__(self, spec: Sequence[str], batchnorm: bool = True, dropout: float = 0.0, num_classes: int = 10,
+                 activation: str = "relu"):
         super().__init__()
         if not spec or spec[-1] != "G":
             raise ValueError(f"a spec must end with the GAP head 'G', got {list(spec)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         self.spec = list(spec)
         layers: list[nn.Module] = []
         channels = 1
@@ -50,7 +58,7 @@ class Net(nn.Module):
             layers.append(nn.Conv2d(channels, out, k, padding=1 if padded and k == 3 else 0, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
             if dropout and pooled and i != last_conv:
                 layers.append(nn.Dropout(dropout))
             channels = out
@@ -70,10 +78,11 @@ class Step:
     batchnorm: bool
     dropout: float
     config: TrainConfig
+    activation: str = "relu"
 
     def build(self) -> Net:
         """A freshly initialised model of this step."""
-        return Net(self.spec, self.batchnorm, self.dropout)
+        return Net(self.spec, self.batchnorm, self.dropout, activation=self.activation)
 
 
 _BASE_SPEC = ("c8", "c16", "M", "c16", "G")
@@ -192,10 +201,10 @@ def parameter_table(model: nn.Module) -> list[dict]:
 
 
 def step_settings(step: Step | str) -> dict:
-    """Everything that defines a step, flat: its spec (as text), BatchNorm, dropout and every training setting."""
+    """Everything that defines a step, flat: its spec (as text), BatchNorm, dropout, activation and every training setting."""
     step = STEPS[step] if isinstance(step, str) else step
     return {"spec": " ".join(step.spec), "batchnorm": step.batchnorm, "dropout": step.dropout,
-            **asdict(step.config)}
+            "activation": step.activation, **asdict(step.config)}
 
 
 def step_changes(before: Step | str, after: Step | str) -> list[tuple[str, object, object]]:

@@ -317,6 +317,7 @@ LATE_RULES: dict[int, dict] = {
         "confirm": (6, 7, 8, 9, 10)},
     10: {"candidates": ("bnfix", "swa11", "kd05"), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
     11: {"candidates": ("clean2", "clean4"), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
+    12: {"candidates": ("silu",), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
 }
 """The late rounds' adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
