@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.models import STEPS, TUNING_BASE
+from utils.models import MODEL_OPTIONS, STEPS, TUNING_BASE
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 OUT = RESULTS / "tried"
@@ -245,8 +245,6 @@ ROUND12_OUT = RESULTS / "tried_round12"
 ROUND12: dict[str, tuple[str, str, float, dict]] = {
     "silu": ("SiLU instead of ReLU after every convolution", _S10, 0.01, {"activation": "silu"}),
 }
-MODEL_OPTIONS = ("activation",)
-"""Overrides that are the model's (`Net`'s keyword arguments), not the training recipe's."""
 
 # round: (variations, seeds, output folder, the step whose recipe they vary)
 ROUNDS = {1: (VARIATIONS, SEEDS, OUT, TUNING_BASE), 2: (ROUND2, ROUND2_SEEDS, ROUND2_OUT, ROUND2_BASE),

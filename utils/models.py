@@ -16,6 +16,8 @@ from .config import TrainConfig
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
 """What follows each convolution's BatchNorm: ReLU, max(0, x), or SiLU, x·sigmoid(x), a smooth ReLU that lets small
 negative values through."""
+MODEL_OPTIONS = ("activation",)
+"""`Net`'s keyword arguments that a variation of a recipe may change (scripts/try_recipes.py), besides the spec and dropout."""
 
 
 class Net(nn.Module):
