@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .data import repo_root
+from .data import N_VAL, repo_root
 from .models import FINAL, STEPS, STRETCH, TUNING_BASE, build_model, count_parameters
 
 ROOT = repo_root() or Path.cwd()
@@ -379,6 +379,20 @@ ADOPTION_MIN_GAIN = 0.0003
 """Every round's rule: a candidate replaces the model it varies if its mean best validation accuracy is this much higher."""
 
 
+def reaches_margin(gain: float, margin: float = ADOPTION_MIN_GAIN) -> bool:
+    """Whether a mean gain is at least the rules' margin; a gain exactly at it passes whatever its sum's last bit.
+
+    Accuracies count whole validation images, so a mean gain can equal the margin exactly (3 images per seed), and then
+    the float sum that computed it may land a rounding error either side of it.
+    """
+    return gain >= margin - 1e-9
+
+
+def at_margin(gain: float, margin: float = ADOPTION_MIN_GAIN) -> bool:
+    """Whether a mean gain equals the rules' margin (up to the float rounding that `reaches_margin` forgives)."""
+    return abs(gain - margin) < 1e-9
+
+
 def search_z_scores(results: Path = RESULTS) -> list[dict]:
     """Every late-round candidate under 8,000 parameters: its mean gain over its base and that gain in standard errors (z).
 
@@ -464,7 +478,7 @@ def round1_decision(results: Path = RESULTS) -> str:
     return (f"Five seeds each, validation only: `6b_tuned_recipe` {pct(statistics.mean(t), 3)} against "
             f"`{TUNING_BASE}`'s {pct(statistics.mean(b), 3)} ({100 * gain:+.3f} pp; higher on {better} of 5 "
             f"seeds). The rule, set before any of its test results were read: adopt if the gain is at least "
-            f"{100 * ADOPTION_MIN_GAIN:.2f} pp: **{'adopted' if gain >= ADOPTION_MIN_GAIN else 'not adopted'}**.")
+            f"{100 * ADOPTION_MIN_GAIN:.2f} pp: **{'adopted' if reaches_margin(gain) else 'not adopted'}**.")
 
 
 ROUND2_RULE = {"candidates": ("pad_nodrop_ema", "pad_aug5", "pad_aug5_ema"), "min_gain": ADOPTION_MIN_GAIN,
@@ -501,7 +515,7 @@ def round2_decision(results: Path = RESULTS) -> str:
 def round_finalist(n: int, results: Path = RESULTS) -> Optional[str]:
     """A two-stage round's candidate that passed stage 1 and so trains the fresh seeds; None if none did (or not yet)."""
     o = _stage_one(n, results)
-    return o["best"]["name"] if o is not None and o["gain"] >= ADOPTION_MIN_GAIN else None
+    return o["best"]["name"] if o is not None and reaches_margin(o["gain"]) else None
 
 
 def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
@@ -516,7 +530,7 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
     if base is None or fresh is None or len(fresh["val"]) < len(seeds):
         return None
     out["confirm"], out["confirm_gain"] = fresh, fresh["delta"]
-    out["adopted"] = fresh["delta"] >= ADOPTION_MIN_GAIN
+    out["adopted"] = reaches_margin(fresh["delta"])
     return out
 
 
@@ -533,11 +547,11 @@ def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
         return None
     base, best = rows["base"], max(cands, key=lambda v: v["mean"])
     out = {"base": base, "best": best, "gain": best["mean"] - base["mean"], "rows": rows}
-    out["adopted"] = out["gain"] >= ADOPTION_MIN_GAIN
+    out["adopted"] = reaches_margin(out["gain"])
     if stretch is not None:
         out["stretch"], out["stretch_base_mean"] = stretch, statistics.mean(sbase["val"].values())
         out["stretch_gain"] = stretch["mean"] - out["stretch_base_mean"]
-        out["stretch_adopted"] = out["stretch_gain"] >= ADOPTION_MIN_GAIN
+        out["stretch_adopted"] = reaches_margin(out["stretch_gain"])
     return out
 
 
@@ -556,7 +570,7 @@ def tta_outcome(results: Path = RESULTS) -> Optional[dict]:
     gain = mean[best] - mean["none"]
     counts = {k: (sum(r["val"][k] > r["val"]["none"] for r in runs), sum(r["val"][k] < r["val"]["none"] for r in runs))
               for k in mean if k != "none"}  # checkpoints it helped, and hurt
-    return {"runs": runs, "mean": mean, "best": best, "gain": gain, "adopted": gain >= ADOPTION_MIN_GAIN,
+    return {"runs": runs, "mean": mean, "best": best, "gain": gain, "adopted": reaches_margin(gain),
             "counts": counts, "better": counts[best][0], "worse": counts[best][1], "n": len(runs)}
 
 
@@ -601,19 +615,23 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                 f"`python scripts/try_recipes.py --round {n}`._")
     best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
     becomes = rule.get("becomes", STRETCH if stretch_round else FINAL)
-    who = (f"the candidate with the highest {len(LATE_SEEDS)}-seed mean best-validation accuracy among {names}"
-           if len(rule["candidates"]) > 1 else f"{names}, with its {len(LATE_SEEDS)}-seed mean best-validation accuracy,")
+    mean = f"{len(LATE_SEEDS)}-seed mean best-validation accuracy"
+    who, beats = ((f"the candidate with the highest {mean} among {names}", "it beats") if len(rule["candidates"]) > 1
+                  else (names, f"its {mean} beats"))
     device = "GPU" if rule.get("device") == "gpu" else "CPU"
-    text = (f"Rule, written down before these runs started: {who} replaces `{base}` if it beats that model's "
+    text = (f"Rule, written down before these runs started: {who} replaces `{base}` if {beats} that model's "
             f"published {device} runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
             + (f", and then again on fresh seeds {_seed_range(rule['confirm'])}" if "confirm" in rule else "")
             + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
                else "")
             + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
-            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp")
+            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp"
+            + (f" (exactly the margin: {round(o['gain'] * N_VAL * len(LATE_SEEDS))} more validation digits right over "
+               f"{len(LATE_SEEDS)} seeds)" if at_margin(o["gain"]) else ""))
     if "confirm" in o:
-        text += (f", so it trained seeds {_seed_range(rule['confirm'])}: {pct(o['confirm']['mean'], 3)}, "
-                 f"{100 * o['confirm_gain']:+.3f} pp against the base's same seeds")
+        text += (f", so it trained seeds {_seed_range(rule['confirm'])}, where it averaged {pct(o['confirm']['mean'], 3)} "
+                 f"against the base's {pct(o['confirm']['mean'] - o['confirm_gain'], 3)}, "
+                 f"{100 * o['confirm_gain']:+.3f} pp")
     elif "confirm" in rule and not o["adopted"]:
         text += ", so no candidate went on to fresh seeds"
     text += (f": **{'adopted' if o['adopted'] else 'not adopted'}**"
