@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from utils.models import MODEL_OPTIONS, STEPS, TUNING_BASE
+from utils.models import STEPS, TUNING_BASE, split_overrides
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 OUT = RESULTS / "tried"
@@ -272,10 +272,11 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
     table, _, out, base = ROUNDS[round_]
     change, spec, dropout, overrides = table[name]
     torch.set_num_threads(1)
-    config = replace(STEPS[base].config, **{k: v for k, v in overrides.items() if k not in MODEL_OPTIONS})
+    model_options, recipe = split_overrides(overrides)
+    config = replace(STEPS[base].config, **recipe)
     splits = load_splits(data_root, device=device)
     torch.manual_seed(seed)
-    model = Net(spec.split(), True, dropout, **{k: v for k, v in overrides.items() if k in MODEL_OPTIONS})
+    model = Net(spec.split(), True, dropout, **model_options)
     start = time.perf_counter()
     history = fit(model, splits, config, seed=seed, progress=False, log=None)
     result = {"name": name, "change": change, "seed": seed, "spec": spec.split(), "dropout": dropout,

@@ -8,7 +8,7 @@ import pytest
 
 from utils.data import load_test_set, repo_root
 from utils.engine import load_checkpoint, predict
-from utils.models import FINAL, MODEL_OPTIONS, STEPS, STRETCH, build_model, count_parameters
+from utils.models import FINAL, STEPS, STRETCH, build_model, count_parameters, split_overrides
 from utils.report import (EXERCISE_BAR, LATE_BASE, LATE_RULES, LATE_SEEDS, ROUND2_RULE, TTA_RULE, below_bar_probability,
                           gpu_model, late_round_outcome, pct, read_json, render, requirements_table, round2_decision,
                           round2_rows, round_base, tta_outcome)
@@ -84,8 +84,7 @@ def _assert_step_is_the_variation(step: str, folder: str, name: str) -> None:
     """The step of the road that a round's rule adopted trains exactly the variation that won."""
     r = _json(f"{folder}/{name}_seed1.json")
     s = STEPS[step]
-    model = {k: v for k, v in r["overrides"].items() if k in MODEL_OPTIONS}  # Net's own options, e.g. the activation
-    recipe = {k: v for k, v in r["overrides"].items() if k not in MODEL_OPTIONS}
+    model, recipe = split_overrides(r["overrides"])  # Net's own options (e.g. the activation), and the recipe's
     assert list(s.spec) == r["spec"] and s.dropout == r["dropout"], f"{step} is not {folder}/{name}"
     assert s.activation == model.get("activation", "relu"), f"{step}'s activation is not {name}'s"
     assert s.config == replace(STEPS[r["base"]].config, **recipe), f"{step}'s recipe is not {name}'s"

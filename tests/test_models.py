@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from utils.models import (FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, parameter_table,
-                          receptive_field, step_changes, step_settings)
+                          receptive_field, split_overrides, step_changes, step_settings)
 
 
 @pytest.fixture
@@ -127,3 +127,8 @@ def test_the_activation_is_a_choice_that_costs_no_parameters_and_unknown_ones_ar
     assert step_settings(FINAL)["activation"] == "relu"
     with pytest.raises(ValueError, match="unknown activation 'tanh'; choose one of relu, silu"):
         Net(["c8", "G"], activation="tanh")
+
+
+def test_a_variations_overrides_split_into_the_models_options_and_the_recipes():
+    assert split_overrides({"activation": "silu", "lr": 0.1}) == ({"activation": "silu"}, {"lr": 0.1})
+    assert split_overrides({"clean_epochs": 2}) == ({}, {"clean_epochs": 2})

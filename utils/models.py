@@ -20,6 +20,12 @@ MODEL_OPTIONS = ("activation",)
 """`Net`'s keyword arguments that a variation of a recipe may change (scripts/try_recipes.py), besides the spec and dropout."""
 
 
+def split_overrides(overrides: dict) -> tuple[dict, dict]:
+    """A variation's overrides as (`Net`'s keyword arguments, `TrainConfig`'s fields)."""
+    model = {k: v for k, v in overrides.items() if k in MODEL_OPTIONS}
+    return model, {k: v for k, v in overrides.items() if k not in model}
+
+
 class Net(nn.Module):
     """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv (`s16p`: padded), `M` max-pool, `G` GAP head.
 

@@ -379,18 +379,22 @@ ADOPTION_MIN_GAIN = 0.0003
 """Every round's rule: a candidate replaces the model it varies if its mean best validation accuracy is this much higher."""
 
 
+_ROUNDING = 1e-9
+"""Far below one image in 10,000 (1e-4), far above a float sum's rounding error: what `reaches_margin` forgives."""
+
+
 def reaches_margin(gain: float, margin: float = ADOPTION_MIN_GAIN) -> bool:
     """Whether a mean gain is at least the rules' margin; a gain exactly at it passes whatever its sum's last bit.
 
     Accuracies count whole validation images, so a mean gain can equal the margin exactly (3 images per seed), and then
     the float sum that computed it may land a rounding error either side of it.
     """
-    return gain >= margin - 1e-9
+    return gain >= margin - _ROUNDING
 
 
 def at_margin(gain: float, margin: float = ADOPTION_MIN_GAIN) -> bool:
     """Whether a mean gain equals the rules' margin (up to the float rounding that `reaches_margin` forgives)."""
-    return abs(gain - margin) < 1e-9
+    return abs(gain - margin) < _ROUNDING
 
 
 def search_z_scores(results: Path = RESULTS) -> list[dict]:
