@@ -5,6 +5,8 @@
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
 #   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/,
 #                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
+#   bash scripts/reproduce_results.sh gpu13     # on a GPU: round 13, the final model's seeds 11-36 -> results/gpu/ and
+#                                               # silu's seeds 1-36 (validation only) -> results/tried_round13/
 #   bash scripts/reproduce_results.sh rounds    # rounds 3-7 and 10-12 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
@@ -82,6 +84,21 @@ case "${1:-all}" in
     # Stage 2: the candidate that passed stage 1, if one did, on fresh seeds.
     python scripts/try_recipes.py --round 8 --confirm --device cuda --jobs 5
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|rounds]" >&2; exit 2 ;;
+  gpu13)  # round 13 (scripts/try_recipes.py): one candidate against the final model, many seeds, in seed order
+    JOBS=${JOBS_GPU:-16}
+    mkdir -p results/gpu runs/round13_logs  # (the candidate's logs are ignored: its runs print only errors)
+    round13=$(python scripts/try_recipes.py --round 13 --names)
+    for seed in $(python scripts/try_recipes.py --round 13 --seeds); do
+      [ "$seed" -le 10 ] || [ -f "results/gpu/${FINAL}_seed$seed.json" ] ||  # seeds 1-10: the published GPU table's
+        later train --model "$FINAL" --seed "$seed" --out results/gpu --device cuda > "results/gpu/${FINAL}_seed$seed.log" 2>&1
+      for name in $round13; do
+        [ -f "results/tried_round13/${name}_seed$seed.json" ] ||
+          later python scripts/try_recipes.py --one "$name" "$seed" --round 13 --device cuda \
+            > "runs/round13_logs/${name}_seed$seed.log" 2>&1
+      done
+    done
+    wait
+    ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|rounds]" >&2; exit 2 ;;
 esac
 python -m utils.report
