@@ -12,6 +12,7 @@ import math
 import re
 import statistics
 from functools import partial
+from itertools import takewhile
 from pathlib import Path
 from statistics import NormalDist
 from typing import Optional, Sequence
@@ -238,6 +239,33 @@ def gpu_seeds_table(results: Path = RESULTS) -> str:
     return missing + f"\n\nThe previous final model, `{model}`, on a GPU:\n\n" + seeds_table(results / "gpu", model)
 
 
+def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
+    """Every published GPU seed of the model the README's GPU table shows (more than its ten, where round 13 added them)."""
+    model = gpu_model(results)
+    paths = [p for p in (results / "gpu").glob(f"{model}_seed*.json") if p.stem.rsplit("_seed", 1)[1].isdigit()]
+    runs = sorted((read_json(p) for p in paths), key=lambda r: r["seed"])  # the runs, not their summary
+    if len(runs) < 2:
+        return None
+    accs = [r["test_acc"] for r in runs]
+    return {"model": model, "runs": runs, "n": len(runs), "mean": statistics.mean(accs), "std": statistics.stdev(accs),
+            "min": min(accs), "max": max(accs), "below": sum(a < EXERCISE_BAR for a in accs),
+            "below_goal": sum(a < GOAL_MIN for a in accs), "devices": sorted({r["device"] for r in runs}),
+            "torch": sorted({r["torch"] for r in runs})}
+
+
+def gpu_all_seeds_line(results: Path = RESULTS) -> str:
+    """The README's sentence on every GPU seed of the final model: its spread, and how many runs fell below the bars."""
+    g = gpu_all_seeds(results)
+    if g is None or g["n"] <= 10:
+        return "_Only the ten seeds above were trained on a GPU._"
+    return (f"All {g['n']} GPU seeds of `{g['model']}` (seeds 1-10 above, the others trained for round 13 with the same "
+            f"command; torch {', '.join(g['torch'])}): mean test accuracy {pct(g['mean'])} ± {pct(g['std'])}, min "
+            f"{pct(g['min'])}, max {pct(g['max'])}. {g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below "
+            f"{pct(EXERCISE_BAR, 1)} and {g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}; the "
+            f"normal approximation from their mean and std gives {pct(below_bar_probability(g['mean'], g['std']), 1)} "
+            f"below {pct(EXERCISE_BAR, 1)}.")
+
+
 def tried_table(results: Path = RESULTS) -> str:
     """Variations of the road's final recipe (scripts/try_recipes.py): best validation accuracy per seed, and the change."""
     runs: dict[str, dict] = {}
@@ -298,10 +326,12 @@ LATE_BASE, LATE_SEEDS = "8_padding_ema", (1, 2, 3, 4, 5)
 """Rounds 3 and 4 vary 8_padding_ema on the CPU, later rounds the base their rule names; a round's base is that step's published runs of these seeds (CPU, or GPU where the rule says so)."""
 
 
-def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS) -> Optional[dict]:
-    """A step's published runs of `seeds` as a base row for `round_rows`, or None if one is missing."""
+def _published_base(step: str, seeds: Sequence[int], results: Path = RESULTS, partial: bool = False) -> Optional[dict]:
+    """A step's published runs of `seeds` as a base row for `round_rows`; None if one is missing (if `partial`: if all are)."""
     runs = [read_json(results / f"{step}_seed{s}.json") for s in seeds]
-    if None in runs:
+    if partial:
+        runs = [r for r in runs if r is not None]
+    if None in runs or not runs:
         return None
     return {"name": "base", "change": f"`{step}` as published ({runs[0]['device']})", "params": runs[0]["parameters"],
             "val": {r["seed"]: r["best_val_acc"] for r in runs}}
@@ -318,13 +348,22 @@ LATE_RULES: dict[int, dict] = {
     10: {"candidates": ("bnfix", "swa11", "kd05"), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
     11: {"candidates": ("clean2", "clean4"), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
     12: {"candidates": ("silu",), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
+    13: {"candidates": ("silu",), "base": "10_separable", "device": "gpu", "seeds": tuple(range(1, 37)), "min_seeds": 24,
+         "min_z": 2.0},
 }
 """The late rounds' adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
 beats the base's published runs of the same seeds by ADOPTION_MIN_GAIN; a stretch candidate likewise replaces its
 stretch base. A round with "replaces": "stretch" varies the < 20,000-parameter model only. A round with "device": "gpu"
 is judged against the base's GPU runs (results/gpu/); one with "confirm" has a stage 2: its finalist (the best candidate,
-if it passed) trains those fresh seeds and is adopted only if it beats the base's same seeds by ADOPTION_MIN_GAIN too."""
+if it passed) trains those fresh seeds and is adopted only if it beats the base's same seeds by ADOPTION_MIN_GAIN too.
+A round with "min_z" has many "seeds" and one candidate, adopted if its gain is at least min_z standard errors of the
+difference of the two means, over seeds 1-K, the longest run of seeds from 1 that both have (at least "min_seeds")."""
+
+
+def round_seeds(n: int) -> tuple[int, ...]:
+    """The seeds that round n trains each candidate with (stage 1's, for a two-stage round)."""
+    return LATE_RULES[n].get("seeds", LATE_SEEDS)
 
 
 def _base_results(n: int, results: Path = RESULTS) -> Path:
@@ -339,7 +378,8 @@ def round_base(n: int) -> str:
 
 def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
     """A late round (scripts/try_recipes.py --round N): see `round_rows`; a stretch candidate's delta is against its own base."""
-    rows = round_rows(f"tried_round{n}", _published_base(round_base(n), LATE_SEEDS, _base_results(n, results)), results)
+    base = _published_base(round_base(n), round_seeds(n), _base_results(n, results), partial="min_z" in LATE_RULES[n])
+    rows = round_rows(f"tried_round{n}", base, results)
     name = LATE_RULES[n].get("stretch_candidate")
     sbase = _published_base(LATE_RULES[n]["stretch_base"], LATE_SEEDS, _base_results(n, results)) if name else None
     for v in rows:
@@ -400,13 +440,16 @@ def at_margin(gain: float, margin: float = ADOPTION_MIN_GAIN) -> bool:
 def search_z_scores(results: Path = RESULTS) -> list[dict]:
     """Every late-round candidate under 8,000 parameters: its mean gain over its base and that gain in standard errors (z).
 
+    A many-seed round (one with "min_z") re-tests an earlier candidate and is left out: it is not part of the search.
+
     The standard error is that of a difference of two independent n-seed means, sd·√(2/n), with sd the spread of the
     base's ten published seeds (the round's device; its five if ten are missing). "group" names the base runs a round
     was judged against: candidates in one group share the luck of that base's mean.
     """
     out = []
     for n in sorted(LATE_RULES):
-        o = None if LATE_RULES[n].get("replaces") == "stretch" else late_round_outcome(n, results)
+        searched = LATE_RULES[n].get("replaces") != "stretch" and "min_z" not in LATE_RULES[n]  # not a many-seed re-test
+        o = late_round_outcome(n, results) if searched else None
         if o is None:
             continue
         rows = o["rows"]
@@ -538,10 +581,29 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
     return out
 
 
+def _powered_outcome(n: int, rows: dict) -> Optional[dict]:
+    """A many-seed round's rule (one with "min_z"): gain, its standard error and z over seeds 1-K; None below min_seeds."""
+    rule = LATE_RULES[n]
+    names = ("base", *rule["candidates"])
+    if not all(k in rows for k in names):
+        return None
+    seeds = list(takewhile(lambda s: all(s in rows[k]["val"] for k in names), rule["seeds"]))
+    if len(seeds) < rule["min_seeds"]:
+        return None
+    vals = {k: [rows[k]["val"][s] for s in seeds] for k in names}
+    base, best = ({**rows[k], "mean": statistics.mean(vals[k])} for k in names)
+    gain = best["mean"] - base["mean"]
+    se = math.sqrt(sum(statistics.variance(v) for v in vals.values()) / len(seeds))
+    return {"base": base, "best": best, "gain": gain, "se": se, "z": gain / se, "seeds": seeds, "rows": rows,
+            "adopted": gain / se >= rule["min_z"]}
+
+
 def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
     """A late round's rule on LATE_SEEDS (all of it, for a one-stage round); None until every run is there."""
     rule = LATE_RULES[n]
     rows = {v["name"]: v for v in late_round_rows(n, results)}
+    if "min_z" in rule:
+        return _powered_outcome(n, rows)
     cands = [rows.get(c) for c in rule["candidates"]]
     stretch = rows.get(rule["stretch_candidate"]) if "stretch_candidate" in rule else None
     sbase = _published_base(rule["stretch_base"], LATE_SEEDS, _base_results(n, results)) if "stretch_base" in rule else None
@@ -615,10 +677,24 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
     stretch_round = rule.get("replaces") == "stretch"  # a round of < 20k candidates only
     role = "the < 20,000-parameter model" if stretch_round else "the final model"
     if o is None:
-        return (f"_Round {n} is not complete ({len(LATE_SEEDS)} seeds of every variation): "
+        return (f"_Round {n} is not complete ({len(round_seeds(n))} seeds of every variation): "
                 f"`python scripts/try_recipes.py --round {n}`._")
     best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
     becomes = rule.get("becomes", STRETCH if stretch_round else FINAL)
+    verdict = (f"**{'adopted' if o['adopted'] else 'not adopted'}**"
+               f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed {role}'}.")
+    if "min_z" in rule:
+        k, n_all = len(o["seeds"]), len(rule["seeds"])
+        return (f"Rule, written down before these runs started: {names} replaces `{base}` if its mean best-validation "
+                f"accuracy over seeds {_seed_range(rule['seeds'])} beats that model's published GPU runs of the same seeds "
+                f"by at least {rule['min_z']:g} standard errors of the difference (over seeds 1-K, K >= "
+                f"{rule['min_seeds']}, if the device time ran out first). Applied"
+                + ("" if k == n_all else f" over seeds {_seed_range(o['seeds'])} (the others are missing)")
+                + f": `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against {pct(o['base']['mean'], 3)}"
+                f", {100 * o['gain']:+.3f} pp with a standard error of {100 * o['se']:.3f} pp, z = {o['z']:.2f}: " + verdict
+                + f" With this spread, a true gain of {100 * ADOPTION_MIN_GAIN:.2f} pp (the other rounds' margin) reaches "
+                f"z >= {rule['min_z']:g} with probability {pct(NormalDist().cdf(ADOPTION_MIN_GAIN / o['se'] - rule['min_z']), 0)}"
+                f", and a candidate that changes nothing with probability {pct(1 - NormalDist().cdf(rule['min_z']), 1)}.")
     mean = f"{len(LATE_SEEDS)}-seed mean best-validation accuracy"
     who, beats = ((f"the candidate with the highest {mean} among {names}", "it beats") if len(rule["candidates"]) > 1
                   else (names, f"its {mean} beats"))
@@ -638,8 +714,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                  f"{100 * o['confirm_gain']:+.3f} pp")
     elif "confirm" in rule and not o["adopted"]:
         text += ", so no candidate went on to fresh seeds"
-    text += (f": **{'adopted' if o['adopted'] else 'not adopted'}**"
-             f"{f', as `{becomes}`' if o['adopted'] else f'; `{base}` stayed {role}'}.")
+    text += ": " + verdict
     if "stretch" in o:
         sb = rule["stretch_base"]
         text += (f" `{rule['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against `{sb}`'s "
@@ -651,6 +726,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
 
 
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
+          "seeds_gpu_all": gpu_all_seeds_line,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
