@@ -133,7 +133,8 @@ def test_round_13_adopts_only_a_gain_of_two_standard_errors_over_the_seeds_both_
     _round13(tmp_path, 1.9 * se, rule["seeds"])
     o = late_round_outcome(13, tmp_path)
     assert o["se"] == pytest.approx(se) and o["z"] == pytest.approx(1.9) and not o["adopted"]
-    assert "z = 1.90: **not adopted**" in late_round_decision(13, tmp_path)
+    assert "z = 1.90 (it took a gain of" in late_round_decision(13, tmp_path)
+    assert "pp to reach 2): **not adopted**" in late_round_decision(13, tmp_path)
     _round13(tmp_path, 2.1 * se, rule["seeds"])
     assert late_round_outcome(13, tmp_path)["adopted"]
     (tmp_path / "tried_round13" / "silu_seed31.json").unlink()  # the device time ran out: seeds 1-30 decide
