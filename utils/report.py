@@ -74,21 +74,13 @@ def overfitting_verdict(history: dict, best_epoch: int) -> str:
             f"{100 * drop:.2f} pp of it")
 
 
-def _gpu_seeds_summary(results: Path = RESULTS) -> Optional[dict]:
-    """The final model's GPU runs as a summary: every published seed (round 13 added some to the table's ten), or None."""
-    g = gpu_all_seeds(results)
-    if g is None or g["model"] != FINAL or read_json(results / "gpu" / f"{FINAL}_seeds.json") is None:
-        return None
-    return {"seeds": g["runs"], "test_acc_min": g["min"], "test_acc_mean": g["mean"], "test_acc_std": g["std"]}
-
-
 def requirements_table(results: Path = RESULTS) -> str:
     """The exercise's requirements (and our goals) against what the final model achieved over its seeds (CPU, and GPU if run)."""
     s = read_json(results / f"{FINAL}_seeds.json")
     if s is None:
         return f"_No multi-seed result yet: run `bash scripts/reproduce_results.sh final`._"
     step = STEPS[FINAL]
-    runs = [(s, "CPU")] + [(g, "GPU") for g in [_gpu_seeds_summary(results)] if g is not None]
+    runs = [(s, "CPU")] + [(g, "GPU") for g in [gpu_all_seeds(results)] if g is not None and g["model"] == FINAL]
     both = len(runs) > 1  # name the device only when there are two
 
     def achieved(text) -> str:
@@ -248,17 +240,21 @@ def gpu_seeds_table(results: Path = RESULTS) -> str:
 
 
 def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
-    """Every published GPU seed of the model the README's GPU table shows (more than its ten, where round 13 added them)."""
+    """Every published GPU seed of the model the README's GPU table shows (more than its ten, where round 13 added them).
+
+    Shaped like that model's `<model>_seeds.json` summary (seeds, test_acc_mean/std/min/max, device, torch), so it can
+    stand where a summary does, plus its model, its number of runs n, and how many fell below the bar and the goal.
+    """
     model = gpu_model(results)
     paths = [p for p in (results / "gpu").glob(f"{model}_seed*.json") if p.stem.rsplit("_seed", 1)[1].isdigit()]
     runs = sorted((read_json(p) for p in paths), key=lambda r: r["seed"])  # the runs, not their summary
     if len(runs) < 2:
         return None
     accs = [r["test_acc"] for r in runs]
-    return {"model": model, "runs": runs, "n": len(runs), "mean": statistics.mean(accs), "std": statistics.stdev(accs),
-            "min": min(accs), "max": max(accs), "below": sum(a < EXERCISE_BAR for a in accs),
-            "below_goal": sum(a < GOAL_MIN for a in accs), "devices": sorted({r["device"] for r in runs}),
-            "torch": sorted({r["torch"] for r in runs})}
+    return {"model": model, "seeds": runs, "n": len(runs), "test_acc_mean": statistics.mean(accs),
+            "test_acc_std": statistics.stdev(accs), "test_acc_min": min(accs), "test_acc_max": max(accs),
+            "below": sum(a < EXERCISE_BAR for a in accs), "below_goal": sum(a < GOAL_MIN for a in accs),
+            "device": ", ".join(sorted({r["device"] for r in runs})), "torch": ", ".join(sorted({r["torch"] for r in runs}))}
 
 
 def gpu_all_seeds_line(results: Path = RESULTS) -> str:
@@ -267,10 +263,10 @@ def gpu_all_seeds_line(results: Path = RESULTS) -> str:
     if g is None or g["n"] <= 10:
         return "_Only the ten seeds above were trained on a GPU._"
     return (f"All {g['n']} GPU seeds of `{g['model']}` (seeds 1-10 above, the others trained for round 13 with the same "
-            f"command; torch {', '.join(g['torch'])}): mean test accuracy {pct(g['mean'])} ± {pct(g['std'])}, min "
-            f"{pct(g['min'])}, max {pct(g['max'])}. {g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below "
+            f"command; torch {g['torch']}): mean test accuracy {pct(g['test_acc_mean'])} ± {pct(g['test_acc_std'])}, min "
+            f"{pct(g['test_acc_min'])}, max {pct(g['test_acc_max'])}. {g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below "
             f"{pct(EXERCISE_BAR, 1)} and {g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}; the "
-            f"normal approximation from their mean and std gives {pct(below_bar_probability(g['mean'], g['std']), 1)} "
+            f"normal approximation from their mean and std gives {pct(below_bar_probability(g['test_acc_mean'], g['test_acc_std']), 1)} "
             f"below {pct(EXERCISE_BAR, 1)}.")
 
 
@@ -603,7 +599,9 @@ def _powered_outcome(n: int, rows: dict) -> Optional[dict]:
     gain = best["mean"] - base["mean"]
     se = math.sqrt(sum(statistics.variance(v) for v in vals.values()) / len(seeds))
     return {"base": base, "best": best, "gain": gain, "se": se, "z": gain / se, "seeds": seeds, "rows": rows,
-            "adopted": gain / se >= rule["min_z"]}
+            "adopted": gain / se >= rule["min_z"],
+            "upper95": gain + NormalDist().inv_cdf(0.95) * se,  # one-sided 95 % upper bound on the true gain
+            "power": NormalDist().cdf(ADOPTION_MIN_GAIN / se - rule["min_z"])}  # P(z >= min_z) for a true gain of the margin
 
 
 def _stage_one(n: int, results: Path = RESULTS) -> Optional[dict]:
@@ -702,12 +700,11 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                 f", {100 * o['gain']:+.3f} pp with a standard error of {100 * o['se']:.3f} pp, z = {o['z']:.2f} (it took a "
                 f"gain of {100 * rule['min_z'] * o['se']:+.3f} pp to reach {rule['min_z']:g}): " + verdict
                 + f" With this spread, a true gain of {100 * ADOPTION_MIN_GAIN:.2f} pp (the other rounds' margin) would have "
-                f"reached z >= {rule['min_z']:g} with probability {pct(NormalDist().cdf(ADOPTION_MIN_GAIN / o['se'] - rule['min_z']), 0)}"
+                f"reached z >= {rule['min_z']:g} with probability {pct(o['power'], 0)}"
                 f", a candidate that changes nothing with about {pct(1 - NormalDist().cdf(rule['min_z']), 1)} (normal "
-                f"approximation). The true gain is below {100 * (o['gain'] + NormalDist().inv_cdf(0.95) * o['se']):+.3f} pp "
-                f"with 95 % confidence (one-sided), "
-                + ("so a gain of the margin is ruled out at that level." if o["gain"] + NormalDist().inv_cdf(0.95) * o["se"]
-                   < ADOPTION_MIN_GAIN else "so a gain of the margin is not ruled out."))
+                f"approximation). The true gain is below {100 * o['upper95']:+.3f} pp with 95 % confidence (one-sided), "
+                + ("so a gain of the margin is ruled out at that level." if o["upper95"] < ADOPTION_MIN_GAIN
+                   else "so a gain of the margin is not ruled out."))
     mean = f"{len(LATE_SEEDS)}-seed mean best-validation accuracy"
     who, beats = ((f"the candidate with the highest {mean} among {names}", "it beats") if len(rule["candidates"]) > 1
                   else (names, f"its {mean} beats"))
