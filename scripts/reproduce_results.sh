@@ -7,6 +7,8 @@
 #                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
 #   bash scripts/reproduce_results.sh gpu13     # on a GPU: round 13, the final model's seeds 11-36 -> results/gpu/ and
 #                                               # silu's seeds 1-36 (validation only) -> results/tried_round13/
+#   bash scripts/reproduce_results.sh final36   # on this CPU: the final model's seeds 11-36 -> results/ (its spread over
+#                                               # 36 runs, as round 13 measured it on a GPU; resumes where it stopped)
 #   bash scripts/reproduce_results.sh rounds    # rounds 3-7 and 10-12 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
@@ -99,6 +101,13 @@ case "${1:-all}" in
     done
     wait
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|rounds]" >&2; exit 2 ;;
+  final36)  # the final model's seeds 11-36 on this CPU, in seed order, beside its ten (their summary stays the ten's)
+    for seed in $(seq 11 36); do
+      [ -f "results/${FINAL}_seed$seed.json" ] ||
+        later train --model "$FINAL" --seed "$seed" --out results --device cpu > "results/${FINAL}_seed$seed.log" 2>&1
+    done
+    wait
+    ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|final36|rounds]" >&2; exit 2 ;;
 esac
 python -m utils.report
