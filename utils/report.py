@@ -80,7 +80,8 @@ def requirements_table(results: Path = RESULTS) -> str:
     if s is None:
         return f"_No multi-seed result yet: run `bash scripts/reproduce_results.sh final`._"
     step = STEPS[FINAL]
-    runs = [(s, "CPU")] + [(g, "GPU") for g in [gpu_all_seeds(results)] if g is not None and g["model"] == FINAL]
+    runs = [(cpu_all_seeds(results) or s, "CPU")] + [(g, "GPU") for g in [gpu_all_seeds(results)]
+                                                     if g is not None and g["model"] == FINAL]
     both = len(runs) > 1  # name the device only when there are two
 
     def achieved(text) -> str:
@@ -239,14 +240,13 @@ def gpu_seeds_table(results: Path = RESULTS) -> str:
     return missing + f"\n\nThe previous final model, `{model}`, on a GPU:\n\n" + seeds_table(results / "gpu", model)
 
 
-def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
-    """Every published GPU seed of the model the README's GPU table shows (more than its ten, where round 13 added them).
+def all_seeds(folder: Path, model: str) -> Optional[dict]:
+    """Every published seed of a model in a results folder (more than its summary's ten, where extra seeds were trained).
 
-    Shaped like that model's `<model>_seeds.json` summary (seeds, test_acc_mean/std/min/max, device, torch), so it can
+    Shaped like the model's `<model>_seeds.json` summary (seeds, test_acc_mean/std/min/max, device, torch), so it can
     stand where a summary does, plus its model, its number of runs n, and how many fell below the bar and the goal.
     """
-    model = gpu_model(results)
-    paths = [p for p in (results / "gpu").glob(f"{model}_seed*.json") if p.stem.rsplit("_seed", 1)[1].isdigit()]
+    paths = [p for p in folder.glob(f"{model}_seed*.json") if p.stem.rsplit("_seed", 1)[1].isdigit()]
     runs = sorted((read_json(p) for p in paths), key=lambda r: r["seed"])  # the runs, not their summary
     if len(runs) < 2:
         return None
@@ -254,20 +254,41 @@ def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
     return {"model": model, "seeds": runs, "n": len(runs), "test_acc_mean": statistics.mean(accs),
             "test_acc_std": statistics.stdev(accs), "test_acc_min": min(accs), "test_acc_max": max(accs),
             "below": sum(a < EXERCISE_BAR for a in accs), "below_goal": sum(a < GOAL_MIN for a in accs),
-            "device": ", ".join(sorted({r["device"] for r in runs})), "torch": ", ".join(sorted({r["torch"] for r in runs}))}
+            "device": ", ".join(sorted({r["device"] for r in runs})), "torch": ", ".join(sorted({r["torch"] for r in runs})),
+            "cpu_threads": ", ".join(sorted({str(r.get("cpu_threads")) for r in runs}))}
 
 
-def gpu_all_seeds_line(results: Path = RESULTS) -> str:
-    """The README's sentence on every GPU seed of the final model: its spread, and how many runs fell below the bars."""
-    g = gpu_all_seeds(results)
+def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
+    """Every published GPU seed of the model the README's GPU table shows (round 13 added seeds 11-36 to its ten)."""
+    return all_seeds(results / "gpu", gpu_model(results))
+
+
+def cpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
+    """Every published CPU seed of the final model (`reproduce_results.sh final36` adds seeds 11-36 to its ten)."""
+    return all_seeds(results, FINAL)
+
+
+def _all_seeds_line(g: Optional[dict], device: str, how: str) -> str:
+    """A sentence on every published seed of a model on one device: its spread, and how many runs fell below the bars."""
     if g is None or g["n"] <= 10:
-        return "_Only the ten seeds above were trained on a GPU._"
-    return (f"All {g['n']} GPU seeds of `{g['model']}` (seeds 1-10 above, the others trained for round 13 with the same "
-            f"command; torch {g['torch']}): mean test accuracy {pct(g['test_acc_mean'])} ± {pct(g['test_acc_std'])}, min "
+        return "_Only the ten seeds above have been trained so far._"
+    where = f"torch {g['torch']}" + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else "")
+    return (f"All {g['n']} {device} seeds of `{g['model']}` (seeds 1-10 above, the others {how} with the same "
+            f"command; {where}): mean test accuracy {pct(g['test_acc_mean'])} ± {pct(g['test_acc_std'])}, min "
             f"{pct(g['test_acc_min'])}, max {pct(g['test_acc_max'])}. {g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below "
             f"{pct(EXERCISE_BAR, 1)} and {g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}; the "
             f"normal approximation from their mean and std gives {pct(below_bar_probability(g['test_acc_mean'], g['test_acc_std']), 1)} "
             f"below {pct(EXERCISE_BAR, 1)}.")
+
+
+def gpu_all_seeds_line(results: Path = RESULTS) -> str:
+    """The README's sentence on every GPU seed of the final model: its spread, and how many runs fell below the bars."""
+    return _all_seeds_line(gpu_all_seeds(results), "GPU", "trained for round 13")
+
+
+def cpu_all_seeds_line(results: Path = RESULTS) -> str:
+    """The README's sentence on every CPU seed of the final model: its spread, and how many runs fell below the bars."""
+    return _all_seeds_line(cpu_all_seeds(results), "CPU", "trained by `bash scripts/reproduce_results.sh final36`")
 
 
 def tried_table(results: Path = RESULTS) -> str:
@@ -737,6 +758,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
 
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "seeds_gpu_all": gpu_all_seeds_line,
+          "seeds_cpu_all": cpu_all_seeds_line,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
