@@ -273,8 +273,8 @@ def _all_seeds_line(g: Optional[dict], device: str, how: str) -> str:
     if g is None or g["n"] <= 10:
         return "_Only the ten seeds above have been trained so far._"
     where = f"torch {g['torch']}" + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else "")
-    return (f"All {g['n']} {device} seeds of `{g['model']}` (seeds 1-10 above, the others {how} with the same "
-            f"command; {where}): mean test accuracy {pct(g['test_acc_mean'])} ± {pct(g['test_acc_std'])}, min "
+    return (f"All {g['n']} {device} seeds of `{g['model']}` (seeds 1-10 above, the others trained with the same command "
+            f"{how}; {where}): mean test accuracy {pct(g['test_acc_mean'])} ± {pct(g['test_acc_std'])}, min "
             f"{pct(g['test_acc_min'])}, max {pct(g['test_acc_max'])}. {g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below "
             f"{pct(EXERCISE_BAR, 1)} and {g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}; the "
             f"normal approximation from their mean and std gives {pct(below_bar_probability(g['test_acc_mean'], g['test_acc_std']), 1)} "
@@ -283,12 +283,12 @@ def _all_seeds_line(g: Optional[dict], device: str, how: str) -> str:
 
 def gpu_all_seeds_line(results: Path = RESULTS) -> str:
     """The README's sentence on every GPU seed of the final model: its spread, and how many runs fell below the bars."""
-    return _all_seeds_line(gpu_all_seeds(results), "GPU", "trained for round 13")
+    return _all_seeds_line(gpu_all_seeds(results), "GPU", "for round 13")
 
 
 def cpu_all_seeds_line(results: Path = RESULTS) -> str:
     """The README's sentence on every CPU seed of the final model: its spread, and how many runs fell below the bars."""
-    return _all_seeds_line(cpu_all_seeds(results), "CPU", "trained by `bash scripts/reproduce_results.sh final36`")
+    return _all_seeds_line(cpu_all_seeds(results), "CPU", "by `bash scripts/reproduce_results.sh final36`")
 
 
 def tried_table(results: Path = RESULTS) -> str:
