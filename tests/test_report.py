@@ -6,7 +6,8 @@ from statistics import NormalDist
 
 import pytest
 
-from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, late_round_decision,
+from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
+                          late_round_decision,
                           late_round_outcome, late_round_table, overfitting_verdict, reaches_margin, round_base, round_finalist,
                           same_seeds_comparison, search_verdict, search_z_scores, tta_outcome)
 
@@ -213,3 +214,21 @@ def test_a_gain_of_exactly_the_margin_passes_whichever_way_its_float_sum_rounds(
     assert gain != ADOPTION_MIN_GAIN  # the float sum lands a rounding error off it ...
     assert reaches_margin(gain) and reaches_margin(ADOPTION_MIN_GAIN - 1e-15)  # ... and still passes
     assert not reaches_margin(ADOPTION_MIN_GAIN - 0.0001 / 5)  # one digit short over five seeds does not
+
+
+def test_all_seeds_and_compare_devices_read_every_run_and_tell_a_wider_spread_from_luck(tmp_path):
+    """Every <model>_seed<N>.json counts (the summary file does not); the GPU twice as spread gets z > 2 both ways."""
+    offsets = [(-1) ** s * (s % 5) * 1e-4 for s in range(1, 37)]  # -4 .. +4 in 1e-4 steps, mean about 0
+    for folder, scale in (("cpu", 1), ("gpu", 2)):
+        for s, off in enumerate(offsets, 1):
+            _write(tmp_path / folder, f"m_seed{s}.json", {"seed": s, "test_acc": 0.995 + scale * off, "device": folder,
+                                                          "torch": "x"})
+        _write(tmp_path / folder, "m_seeds.json", {"seeds": []})  # a summary: not a run
+    cpu, gpu = all_seeds(tmp_path / "cpu", "m"), all_seeds(tmp_path / "gpu", "m")
+    assert cpu["n"] == gpu["n"] == 36 and [r["seed"] for r in cpu["seeds"]] == list(range(1, 37))
+    assert gpu["test_acc_std"] == pytest.approx(2 * cpu["test_acc_std"])
+    d = compare_devices(cpu, gpu)
+    assert d["ratio"] == pytest.approx(2) and d["gap"] == pytest.approx(2 * statistics.mean(offsets) - statistics.mean(offsets))
+    assert d["z_std"] > 2 and d["z_robust"] > 2 and abs(d["z_mean"]) < 1
+    same = compare_devices(cpu, cpu)
+    assert same["ratio"] == 1 and same["z_std"] == 0 and same["z_robust"] == 0 and same["z_mean"] == 0

@@ -291,6 +291,45 @@ def cpu_all_seeds_line(results: Path = RESULTS) -> str:
     return _all_seeds_line(cpu_all_seeds(results), "CPU", "by `bash scripts/reproduce_results.sh final36`")
 
 
+def compare_devices(cpu: dict, gpu: dict) -> dict:
+    """CPU against GPU runs of one model: the gap of their means and the ratio of their spreads, each with its z.
+
+    Takes two summaries (`all_seeds`). z_std divides the log of the std ratio by its standard error, about
+    sqrt(1 / (2 (n1 - 1)) + 1 / (2 (n2 - 1))) for normal runs; z_robust compares the runs' mean distance from their
+    median (the Brown-Forsythe test), which a few far runs cannot inflate as a square does.
+    """
+    def distances(s: dict) -> list[float]:
+        accs = [r["test_acc"] for r in s["seeds"]]
+        return [abs(a - statistics.median(accs)) for a in accs]
+
+    n_c, n_g = len(cpu["seeds"]), len(gpu["seeds"])
+    gap = gpu["test_acc_mean"] - cpu["test_acc_mean"]
+    ratio = gpu["test_acc_std"] / cpu["test_acc_std"]
+    dc, dg = distances(cpu), distances(gpu)
+    return {"n_cpu": n_c, "n_gpu": n_g, "gap": gap,
+            "z_mean": gap / math.sqrt(cpu["test_acc_std"] ** 2 / n_c + gpu["test_acc_std"] ** 2 / n_g),
+            "ratio": ratio, "z_std": math.log(ratio) / math.sqrt(1 / (2 * (n_c - 1)) + 1 / (2 * (n_g - 1))),
+            "z_robust": (statistics.mean(dg) - statistics.mean(dc))
+                        / math.sqrt(statistics.variance(dc) / n_c + statistics.variance(dg) / n_g)}
+
+
+def devices_line(results: Path = RESULTS) -> str:
+    """The README's sentence comparing every CPU seed of the final model with every GPU seed: mean and spread."""
+    cpu, gpu = cpu_all_seeds(results), gpu_all_seeds(results)
+    if cpu is None or gpu is None or gpu["model"] != FINAL or min(cpu["n"], gpu["n"]) <= 10:
+        return "_The CPU and the GPU are compared once each has more than the ten seeds of its table._"
+    d = compare_devices(cpu, gpu)
+    wider = "GPU" if d["z_std"] > 0 else "CPU"
+    spread = (f"the {wider}'s runs spread more widely" if min(abs(d["z_std"]), abs(d["z_robust"])) >= 2 else
+              "their spreads are not told apart")
+    return (f"The two devices, {d['n_cpu']} CPU and {d['n_gpu']} GPU seeds: the GPU's mean test accuracy is "
+            f"{100 * d['gap']:+.3f} pp from the CPU's (z = {d['z_mean']:+.1f}); the GPU's standard deviation is {d['ratio']:.2f} times the CPU's "
+            f"(z = {d['z_std']:+.1f}, or {d['z_robust']:+.1f} by the Brown-Forsythe test, which does not assume normal runs). "
+            f"The means are {'not ' if abs(d['z_mean']) < 2 else ''}told apart and {spread}, so the chance of a run below "
+            f"{pct(EXERCISE_BAR, 1)} is measured per device: {cpu['below']} of {cpu['n']} CPU runs, {gpu['below']} of "
+            f"{gpu['n']} GPU runs (notebook 03 works it through).")
+
+
 def tried_table(results: Path = RESULTS) -> str:
     """Variations of the road's final recipe (scripts/try_recipes.py): best validation accuracy per seed, and the change."""
     runs: dict[str, dict] = {}
@@ -759,6 +798,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
 BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu": gpu_seeds_table,
           "seeds_gpu_all": gpu_all_seeds_line,
           "seeds_cpu_all": cpu_all_seeds_line,
+          "devices": devices_line,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
