@@ -7,9 +7,9 @@ from statistics import NormalDist
 import pytest
 
 from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
-                          late_round_decision,
-                          late_round_outcome, late_round_table, overfitting_verdict, reaches_margin, round_base, round_finalist,
-                          same_seeds_comparison, search_verdict, search_z_scores, tta_outcome)
+                          devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table,
+                          overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
+                          search_verdict, search_z_scores, tta_outcome)
 
 RULE = LATE_RULES[3]
 
@@ -216,19 +216,42 @@ def test_a_gain_of_exactly_the_margin_passes_whichever_way_its_float_sum_rounds(
     assert not reaches_margin(ADOPTION_MIN_GAIN - 0.0001 / 5)  # one digit short over five seeds does not
 
 
+def _device_runs(tmp_path, folder: str, accs: list, table: int = 10) -> dict:
+    """Fake published runs of model m in tmp_path/folder, with a summary of the first `table` of them, read back by all_seeds."""
+    for s, acc in enumerate(accs, 1):
+        _write(tmp_path / folder, f"m_seed{s}.json", {"seed": s, "test_acc": acc, "device": folder, "torch": "x"})
+    _write(tmp_path / folder, "m_seeds.json", {"seeds": [{"seed": s} for s in range(1, table + 1)]})  # not a run
+    return all_seeds(tmp_path / folder, "m")
+
+
+OFFSETS = [(-1) ** s * (s % 5) * 1e-4 for s in range(1, 37)]  # -4 .. +4 in steps of 1e-4 around 0.995
+
+
 def test_all_seeds_and_compare_devices_read_every_run_and_tell_a_wider_spread_from_luck(tmp_path):
-    """Every <model>_seed<N>.json counts (the summary file does not); the GPU twice as spread gets z > 2 both ways."""
-    offsets = [(-1) ** s * (s % 5) * 1e-4 for s in range(1, 37)]  # -4 .. +4 in 1e-4 steps, mean about 0
-    for folder, scale in (("cpu", 1), ("gpu", 2)):
-        for s, off in enumerate(offsets, 1):
-            _write(tmp_path / folder, f"m_seed{s}.json", {"seed": s, "test_acc": 0.995 + scale * off, "device": folder,
-                                                          "torch": "x"})
-        _write(tmp_path / folder, "m_seeds.json", {"seeds": []})  # a summary: not a run
-    cpu, gpu = all_seeds(tmp_path / "cpu", "m"), all_seeds(tmp_path / "gpu", "m")
-    assert cpu["n"] == gpu["n"] == 36 and [r["seed"] for r in cpu["seeds"]] == list(range(1, 37))
-    assert gpu["test_acc_std"] == pytest.approx(2 * cpu["test_acc_std"])
+    """Every <model>_seed<N>.json counts (the summary file does not); a GPU twice as spread gets z > 2 both ways."""
+    cpu = _device_runs(tmp_path, "cpu", [0.995 + o for o in OFFSETS])
+    gpu = _device_runs(tmp_path, "gpu", [0.995 + 2 * o for o in OFFSETS])
+    assert cpu["n"] == gpu["n"] == 36 and cpu["n_table"] == 10 and [r["seed"] for r in cpu["seeds"]] == list(range(1, 37))
+    assert gpu["test_acc_std"] == pytest.approx(2 * cpu["test_acc_std"]) and cpu["device"] == "cpu"
     d = compare_devices(cpu, gpu)
-    assert d["ratio"] == pytest.approx(2) and d["gap"] == pytest.approx(2 * statistics.mean(offsets) - statistics.mean(offsets))
+    assert d["ratio"] == pytest.approx(2) and d["gap"] == pytest.approx(statistics.mean(OFFSETS))
     assert d["z_std"] > 2 and d["z_robust"] > 2 and abs(d["z_mean"]) < 1
+    assert "the GPU's runs spread more widely" in devices_verdict(d) and "do not differ beyond noise" in devices_verdict(d)
     same = compare_devices(cpu, cpu)
-    assert same["ratio"] == 1 and same["z_std"] == 0 and same["z_robust"] == 0 and same["z_mean"] == 0
+    assert same["ratio"] == 1 and same["z_std"] == same["z_robust"] == same["z_mean"] == 0
+    assert "do not tell the two setups apart" in devices_verdict(same)
+
+
+def test_a_spread_wider_on_one_side_only_is_named_by_its_side(tmp_path):
+    """Runs that reach further above the median, not below, are said to spread 'above the median'."""
+    cpu = _device_runs(tmp_path, "cpu", [0.995 + o for o in OFFSETS])
+    gpu = _device_runs(tmp_path, "gpu", [0.995 + (3 * o if o > 0 else o) for o in OFFSETS])
+    d = compare_devices(cpu, gpu)
+    assert d["below_median"][1] == pytest.approx(d["below_median"][0], rel=0.2) and d["above_median"][1] > d["above_median"][0]
+    assert "mostly above the median" in devices_verdict(d)
+
+
+def test_fisher_exact_p_matches_the_tea_tasting_example():
+    """Fisher's lady tasting tea: 3 of 4 cups right against 1 of 4 gives a two-sided p of 34/70."""
+    assert fisher_exact_p(3, 4, 1, 4) == pytest.approx(34 / 70)
+    assert fisher_exact_p(1, 36, 2, 36) == pytest.approx(1.0) and fisher_exact_p(0, 36, 10, 36) < 0.01

@@ -240,45 +240,62 @@ def gpu_seeds_table(results: Path = RESULTS) -> str:
     return missing + f"\n\nThe previous final model, `{model}`, on a GPU:\n\n" + seeds_table(results / "gpu", model)
 
 
-def all_seeds(folder: Path, model: str) -> Optional[dict]:
-    """Every published seed of a model in a results folder (more than its summary's ten, where extra seeds were trained).
+Z_BAR = 2.0  # how many standard errors a difference must reach before the report calls it more than noise
 
-    Shaped like the model's `<model>_seeds.json` summary (seeds, test_acc_mean/std/min/max, device, torch), so it can
-    stand where a summary does, plus its model, its number of runs n, and how many fell below the bar and the goal.
+
+def _one_or_all(values) -> object:
+    """The value every run shares, else all of them joined ("a, b"), so a mixed set of runs shows as mixed."""
+    distinct = sorted({v for v in values}, key=str)
+    return distinct[0] if len(distinct) == 1 else ", ".join(map(str, distinct))
+
+
+def all_seeds(folder: Path, model: str) -> Optional[dict]:
+    """Every published seed of a model in a results folder, beyond its summary's seeds where more were trained.
+
+    Carries a summary's keys for the runs (seeds, test_acc_mean/std/min/max, device, torch, cpu_threads), so it can
+    stand where a `<model>_seeds.json` does, plus its model, its number of runs n, the summary's own number of seeds
+    n_table (0 without one), and how many runs fell below the bar and the goal.
     """
     paths = [p for p in folder.glob(f"{model}_seed*.json") if p.stem.rsplit("_seed", 1)[1].isdigit()]
     runs = sorted((read_json(p) for p in paths), key=lambda r: r["seed"])  # the runs, not their summary
     if len(runs) < 2:
         return None
     accs = [r["test_acc"] for r in runs]
-    return {"model": model, "seeds": runs, "n": len(runs), "test_acc_mean": statistics.mean(accs),
-            "test_acc_std": statistics.stdev(accs), "test_acc_min": min(accs), "test_acc_max": max(accs),
-            "below": sum(a < EXERCISE_BAR for a in accs), "below_goal": sum(a < GOAL_MIN for a in accs),
-            "device": ", ".join(sorted({r["device"] for r in runs})), "torch": ", ".join(sorted({r["torch"] for r in runs})),
-            "cpu_threads": ", ".join(sorted({str(r.get("cpu_threads")) for r in runs}))}
+    table = read_json(folder / f"{model}_seeds.json")
+    return {"model": model, "seeds": runs, "n": len(runs), "n_table": len(table["seeds"]) if table else 0,
+            "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs), "test_acc_min": min(accs),
+            "test_acc_max": max(accs), "below": sum(a < EXERCISE_BAR for a in accs),
+            "below_goal": sum(a < GOAL_MIN for a in accs), "device": _one_or_all(r["device"] for r in runs),
+            "torch": _one_or_all(r["torch"] for r in runs), "cpu_threads": _one_or_all(r.get("cpu_threads") for r in runs)}
 
 
 def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
-    """Every published GPU seed of the model the README's GPU table shows (round 13 added seeds 11-36 to its ten)."""
+    """Every published GPU seed of the model the README's GPU table shows (round 13 added seeds to its table's)."""
     return all_seeds(results / "gpu", gpu_model(results))
 
 
 def cpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
-    """Every published CPU seed of the final model (`reproduce_results.sh final36` adds seeds 11-36 to its ten)."""
+    """Every published CPU seed of the final model (`reproduce_results.sh final36` adds seeds to its table's)."""
     return all_seeds(results, FINAL)
+
+
+def setup_words(g: dict) -> str:
+    """The setup a set of runs shares, in words: device, torch version and, on a CPU, threads per run."""
+    return (f"`{g['device']}`, torch {g['torch']}"
+            + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else ""))
 
 
 def _all_seeds_line(g: Optional[dict], device: str, how: str) -> str:
     """A sentence on every published seed of a model on one device: its spread, and how many runs fell below the bars."""
-    if g is None or g["n"] <= 10:
-        return "_Only the ten seeds above have been trained so far._"
-    where = f"torch {g['torch']}" + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else "")
-    return (f"All {g['n']} {device} seeds of `{g['model']}` (seeds 1-10 above, the others trained with the same command "
-            f"{how}; {where}): mean test accuracy {pct(g['test_acc_mean'])} ± {pct(g['test_acc_std'])}, min "
-            f"{pct(g['test_acc_min'])}, max {pct(g['test_acc_max'])}. {g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below "
-            f"{pct(EXERCISE_BAR, 1)} and {g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}; the "
-            f"normal approximation from their mean and std gives {pct(below_bar_probability(g['test_acc_mean'], g['test_acc_std']), 1)} "
-            f"below {pct(EXERCISE_BAR, 1)}.")
+    if g is None or g["n"] <= g["n_table"]:
+        return "_Only the seeds of the table above have been trained so far._"
+    return (f"All {g['n']} {device} seeds of `{g['model']}` (the table's {g['n_table']} and {g['n'] - g['n_table']} more, trained "
+            f"with the same `utils.train` command {how}; {setup_words(g)}): mean test accuracy {pct(g['test_acc_mean'])}, "
+            f"standard deviation {pct(g['test_acc_std'], 3)}, min {pct(g['test_acc_min'])}, max {pct(g['test_acc_max'])}. "
+            f"{g['below']} of {g['n']} runs ({pct(g['below'] / g['n'], 1)}) fell below {pct(EXERCISE_BAR, 1)} and "
+            f"{g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}; the normal approximation from "
+            f"their mean and std gives {pct(below_bar_probability(g['test_acc_mean'], g['test_acc_std']), 1)} below "
+            f"{pct(EXERCISE_BAR, 1)}.")
 
 
 def gpu_all_seeds_line(results: Path = RESULTS) -> str:
@@ -288,46 +305,85 @@ def gpu_all_seeds_line(results: Path = RESULTS) -> str:
 
 def cpu_all_seeds_line(results: Path = RESULTS) -> str:
     """The README's sentence on every CPU seed of the final model: its spread, and how many runs fell below the bars."""
-    return _all_seeds_line(cpu_all_seeds(results), "CPU", "by `bash scripts/reproduce_results.sh final36`")
+    return _all_seeds_line(cpu_all_seeds(results), "CPU",
+                           "by `bash scripts/reproduce_results.sh final36`, which publishes their metrics, not their weights")
+
+
+def fisher_exact_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Fisher's exact test, two-sided: how likely counts at least this uneven are when both groups share one rate."""
+    k, n = k1 + k2, n1 + n2
+    prob = [math.comb(n1, a) * math.comb(n2, k - a) / math.comb(n, k) for a in range(max(0, k - n2), min(k, n1) + 1)]
+    seen = prob[k1 - max(0, k - n2)]
+    return min(1.0, sum(q for q in prob if q <= seen * (1 + 1e-9)))
 
 
 def compare_devices(cpu: dict, gpu: dict) -> dict:
-    """CPU against GPU runs of one model: the gap of their means and the ratio of their spreads, each with its z.
+    """CPU against GPU runs of one model: their means, their spreads (each with a z) and their runs below the bar.
 
-    Takes two summaries (`all_seeds`). z_std divides the log of the std ratio by its standard error, about
-    sqrt(1 / (2 (n1 - 1)) + 1 / (2 (n2 - 1))) for normal runs; z_robust compares the runs' mean distance from their
-    median (the Brown-Forsythe test), which a few far runs cannot inflate as a square does.
+    Takes two `all_seeds` dicts. z_mean is the gap of the means over its standard error. z_std divides the log of the
+    std ratio by its standard error, about sqrt(1 / (2 (n1 - 1)) + 1 / (2 (n2 - 1))) for normal runs. z_robust is the
+    Brown-Forsythe test in a Welch z: it compares how far runs lie from their own device's median, which far runs
+    inflate less than the squared distances of a std do. below_median and above_median split that distance by side,
+    since a bar below the mean cares only for the lower one.
     """
-    def distances(s: dict) -> list[float]:
+    def distances(s: dict) -> tuple[list[float], float, float]:
         accs = [r["test_acc"] for r in s["seeds"]]
-        return [abs(a - statistics.median(accs)) for a in accs]
+        mid = statistics.median(accs)
+        below, above = [mid - a for a in accs if a < mid], [a - mid for a in accs if a > mid]
+        return [abs(a - mid) for a in accs], statistics.mean(below or [0.0]), statistics.mean(above or [0.0])
 
-    n_c, n_g = len(cpu["seeds"]), len(gpu["seeds"])
+    if min(cpu["test_acc_std"], gpu["test_acc_std"]) <= 0:
+        raise ValueError("compare_devices needs runs that differ on each device (a standard deviation above 0)")
+    n_c, n_g = cpu["n"], gpu["n"]
     gap = gpu["test_acc_mean"] - cpu["test_acc_mean"]
     ratio = gpu["test_acc_std"] / cpu["test_acc_std"]
-    dc, dg = distances(cpu), distances(gpu)
-    return {"n_cpu": n_c, "n_gpu": n_g, "gap": gap,
-            "z_mean": gap / math.sqrt(cpu["test_acc_std"] ** 2 / n_c + gpu["test_acc_std"] ** 2 / n_g),
-            "ratio": ratio, "z_std": math.log(ratio) / math.sqrt(1 / (2 * (n_c - 1)) + 1 / (2 * (n_g - 1))),
-            "z_robust": (statistics.mean(dg) - statistics.mean(dc))
-                        / math.sqrt(statistics.variance(dc) / n_c + statistics.variance(dg) / n_g)}
+    (dc, low_c, high_c), (dg, low_g, high_g) = distances(cpu), distances(gpu)
+    z = {"z_mean": gap / math.sqrt(cpu["test_acc_std"] ** 2 / n_c + gpu["test_acc_std"] ** 2 / n_g),
+         "z_std": math.log(ratio) / math.sqrt(1 / (2 * (n_c - 1)) + 1 / (2 * (n_g - 1))),
+         "z_robust": (statistics.mean(dg) - statistics.mean(dc))
+                     / math.sqrt(statistics.variance(dc) / n_c + statistics.variance(dg) / n_g)}
+    return {"n_cpu": n_c, "n_gpu": n_g, "gap": gap, "ratio": ratio, **z,
+            "p": {k: 2 * (1 - NormalDist().cdf(abs(v))) for k, v in z.items()},  # two-sided, normal approximation
+            "below_median": (low_c, low_g), "above_median": (high_c, high_g),
+            "below": (cpu["below"], gpu["below"]), "p_below": fisher_exact_p(cpu["below"], n_c, gpu["below"], n_g)}
+
+
+def devices_verdict(d: dict) -> str:
+    """What compare_devices found, in words: whether the means and the spreads differ beyond noise, and where."""
+    means = (f"the means differ beyond noise (|z| >= {Z_BAR:g})" if abs(d["z_mean"]) >= Z_BAR
+             else f"the means do not differ beyond noise (|z| < {Z_BAR:g})")
+    agree = d["z_std"] * d["z_robust"] > 0 and min(abs(d["z_std"]), abs(d["z_robust"])) >= Z_BAR
+    if not agree:
+        return f"{means}, nor do the spreads by both measures: these runs do not tell the two setups apart"
+    wider, k = ("GPU", 1) if d["z_std"] > 0 else ("CPU", 0)
+    other = 1 - k
+    widening = [d[half][k] / max(d[half][other], 1e-12) for half in ("below_median", "above_median")]
+    side = "below" if widening[0] > widening[1] else "above"
+    return (f"{means}, but the {wider}'s runs spread more widely by both measures, mostly {side} the median: a run below "
+            f"its median lies on average {100 * d['below_median'][1]:.3f} pp under it on the GPU and "
+            f"{100 * d['below_median'][0]:.3f} pp on the CPU, a run above it {100 * d['above_median'][1]:.3f} and "
+            f"{100 * d['above_median'][0]:.3f} pp over it")
 
 
 def devices_line(results: Path = RESULTS) -> str:
-    """The README's sentence comparing every CPU seed of the final model with every GPU seed: mean and spread."""
+    """The README's sentence comparing every CPU seed of the final model with every GPU seed: mean, spread, runs below."""
     cpu, gpu = cpu_all_seeds(results), gpu_all_seeds(results)
-    if cpu is None or gpu is None or gpu["model"] != FINAL or min(cpu["n"], gpu["n"]) <= 10:
-        return "_The CPU and the GPU are compared once each has more than the ten seeds of its table._"
+    if (cpu is None or gpu is None or gpu["model"] != FINAL or cpu["n"] <= cpu["n_table"]
+            or gpu["n"] <= gpu["n_table"]):
+        return "_The CPU and the GPU are compared once each has more seeds than its table._"
     d = compare_devices(cpu, gpu)
-    wider = "GPU" if d["z_std"] > 0 else "CPU"
-    spread = (f"the {wider}'s runs spread more widely" if min(abs(d["z_std"]), abs(d["z_robust"])) >= 2 else
-              "their spreads are not told apart")
-    return (f"The two devices, {d['n_cpu']} CPU and {d['n_gpu']} GPU seeds: the GPU's mean test accuracy is "
-            f"{100 * d['gap']:+.3f} pp from the CPU's (z = {d['z_mean']:+.1f}); the GPU's standard deviation is {d['ratio']:.2f} times the CPU's "
-            f"(z = {d['z_std']:+.1f}, or {d['z_robust']:+.1f} by the Brown-Forsythe test, which does not assume normal runs). "
-            f"The means are {'not ' if abs(d['z_mean']) < 2 else ''}told apart and {spread}, so the chance of a run below "
-            f"{pct(EXERCISE_BAR, 1)} is measured per device: {cpu['below']} of {cpu['n']} CPU runs, {gpu['below']} of "
-            f"{gpu['n']} GPU runs (notebook 03 works it through).")
+    return (f"The two setups side by side, {d['n_cpu']} CPU runs ({setup_words(cpu)}) and {d['n_gpu']} GPU runs "
+            f"({setup_words(gpu)}); device, torch version and kernels change together, so this compares setups. The GPU's "
+            f"mean test accuracy is {100 * d['gap']:+.3f} pp from the CPU's (z = {d['z_mean']:+.1f}: the difference "
+            f"divided by its standard error); its standard deviation is {pct(gpu['test_acc_std'], 3)} against "
+            f"{pct(cpu['test_acc_std'], 3)}, {d['ratio']:.2f} times the CPU's (z = {d['z_std']:+.1f}, or "
+            f"{d['z_robust']:+.1f} by the Brown-Forsythe test, which is less sensitive to far runs). So "
+            f"{devices_verdict(d)}. Runs below {pct(EXERCISE_BAR, 1)}: {cpu['below']} of {cpu['n']} on the CPU, "
+            f"{gpu['below']} of {gpu['n']} on the GPU, "
+            + ("counts that differ beyond chance" if d["p_below"] < 0.05 else "counts that chance alone could give")
+            + f" (Fisher's exact test, p = {d['p_below']:.2f}); the worst run is {pct(cpu['test_acc_min'])} on the CPU and {pct(gpu['test_acc_min'])} "
+            f"on the GPU. The normal approximation reads the chance below the bar from the whole spread, the upper side "
+            f"included (notebook 03 works it through).")
 
 
 def tried_table(results: Path = RESULTS) -> str:
