@@ -245,7 +245,7 @@ Z_BAR = 2.0  # how many standard errors a difference must reach before the repor
 
 def _one_or_all(values) -> object:
     """The value every run shares, else all of them joined ("a, b"), so a mixed set of runs shows as mixed."""
-    distinct = sorted({v for v in values}, key=str)
+    distinct = sorted(set(values), key=str)
     return distinct[0] if len(distinct) == 1 else ", ".join(map(str, distinct))
 
 
@@ -354,7 +354,8 @@ def devices_verdict(d: dict) -> str:
              else f"the means do not differ beyond noise (|z| < {Z_BAR:g})")
     agree = d["z_std"] * d["z_robust"] > 0 and min(abs(d["z_std"]), abs(d["z_robust"])) >= Z_BAR
     if not agree:
-        return f"{means}, nor do the spreads by both measures: these runs do not tell the two setups apart"
+        return (f"{means}, and the spreads do not differ beyond noise by both measures"
+                + ("" if abs(d["z_mean"]) >= Z_BAR else ": these runs do not tell the two setups apart"))
     wider, k = ("GPU", 1) if d["z_std"] > 0 else ("CPU", 0)
     other = 1 - k
     widening = [d[half][k] / max(d[half][other], 1e-12) for half in ("below_median", "above_median")]
@@ -381,8 +382,8 @@ def devices_line(results: Path = RESULTS) -> str:
             f"{devices_verdict(d)}. Runs below {pct(EXERCISE_BAR, 1)}: {cpu['below']} of {cpu['n']} on the CPU, "
             f"{gpu['below']} of {gpu['n']} on the GPU, "
             + ("counts that differ beyond chance" if d["p_below"] < 0.05 else "counts that chance alone could give")
-            + f" (Fisher's exact test, p = {d['p_below']:.2f}); the worst run is {pct(cpu['test_acc_min'])} on the CPU and {pct(gpu['test_acc_min'])} "
-            f"on the GPU. The normal approximation reads the chance below the bar from the whole spread, the upper side "
+            + f" (Fisher's exact test, p = {d['p_below']:.2f}); the worst run is {pct(cpu['test_acc_min'])} on the CPU and "
+            f"{pct(gpu['test_acc_min'])} on the GPU. The normal approximation reads the chance below the bar from the whole spread, the upper side "
             f"included (notebook 03 works it through).")
 
 
