@@ -7,6 +7,8 @@
 #                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
 #   bash scripts/reproduce_results.sh gpu13     # on a GPU: round 13, the final model's seeds 11-36 -> results/gpu/ and
 #                                               # silu's seeds 1-36 (validation only) -> results/tried_round13/
+#   bash scripts/reproduce_results.sh gpu14     # on a GPU: round 14, the final model's seeds 1-36 with TF32 off (full
+#                                               # float32, as a GPU without TF32 computes) -> results/gpu_fp32/
 #   bash scripts/reproduce_results.sh final36   # on this CPU: the final model's seeds 11-36 -> results/ (its spread over
 #                                               # 36 runs, as round 13 measured it on a GPU; resumes where it stopped)
 #   bash scripts/reproduce_results.sh rounds    # rounds 3-7 and 10-12 of variations (validation only) -> results/tried_round*/,
@@ -34,6 +36,13 @@ launch_seeds() {  # MODEL N OUT DEVICE: start N seeds of MODEL in the job slots
   for seed in $(seeds "$n"); do
     later train --model "$model" --seed "$seed" --out "$out" --device "$device" > "$out/${model}_seed$seed.log" 2>&1
   done
+}
+train_seed() {  # MODEL SEED OUT DEVICE [OPTION...]: train one published seed in a job slot unless its file exists
+  local model=$1 seed=$2 out=$3 device=$4
+  shift 4
+  mkdir -p "$out"
+  [ -f "$out/${model}_seed$seed.json" ] ||
+    later train --model "$model" --seed "$seed" --out "$out" --device "$device" "$@" > "$out/${model}_seed$seed.log" 2>&1
 }
 summarize() { train --model "$1" --seeds $(seeds "$2") --summarize --out "$3"; }  # MODEL N OUT
 multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OUT DEVICE: N seeds, then their summary
@@ -91,8 +100,7 @@ case "${1:-all}" in
     mkdir -p results/gpu runs/round13_logs  # (the candidate's logs are ignored: its runs print only errors)
     round13=$(python scripts/try_recipes.py --round 13 --names)
     for seed in $(python scripts/try_recipes.py --round 13 --seeds); do
-      [ "$seed" -le 10 ] || [ -f "results/gpu/${FINAL}_seed$seed.json" ] ||  # seeds 1-10: the published GPU table's
-        later train --model "$FINAL" --seed "$seed" --out results/gpu --device cuda > "results/gpu/${FINAL}_seed$seed.log" 2>&1
+      [ "$seed" -le 10 ] || train_seed "$FINAL" "$seed" results/gpu cuda  # seeds 1-10: the published GPU table's
       for name in $round13; do
         [ -f "results/tried_round13/${name}_seed$seed.json" ] ||
           later python scripts/try_recipes.py --one "$name" "$seed" --round 13 --device cuda \
@@ -102,12 +110,15 @@ case "${1:-all}" in
     wait
     ;;
   final36)  # the final model's seeds 11-36 on this CPU, in seed order, beside its ten (their summary stays the ten's)
-    for seed in $(seq 11 36); do
-      [ -f "results/${FINAL}_seed$seed.json" ] ||
-        later train --model "$FINAL" --seed "$seed" --out results --device cpu > "results/${FINAL}_seed$seed.log" 2>&1
-    done
+    for seed in $(seq 11 36); do train_seed "$FINAL" "$seed" results cpu; done
     wait
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|final36|rounds]" >&2; exit 2 ;;
+  gpu14)  # round 14: the final model's seeds 1-36 on a GPU with TF32 off, in seed order (the first ten: a table)
+    JOBS=${JOBS_GPU:-18}
+    for seed in $(seeds 36); do train_seed "$FINAL" "$seed" results/gpu_fp32 cuda --no-tf32; done
+    wait
+    summarize "$FINAL" 10 results/gpu_fp32
+    ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|final36|rounds]" >&2; exit 2 ;;
 esac
 python -m utils.report

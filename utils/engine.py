@@ -66,6 +66,24 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def set_tf32(enabled: bool) -> None:
+    """Let cuDNN's convolutions and CUDA's matmuls round float32 to TF32 (Ampere and later GPUs), or forbid it."""
+    precision = "tf32" if enabled else "ieee"
+    if hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9: the new API only,
+        for backend in (torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.cuda.matmul):
+            backend.fp32_precision = precision  # (mixing it with the old flags raises) and all three alike
+    else:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
+def tf32_convolutions() -> bool:
+    """Whether cuDNN's float32 convolutions may use TF32 (torch's default is yes): `set_tf32` changes it."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):
+        return conv.fp32_precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)
+
+
 def tune_cpu_allocator() -> bool:
     """Let glibc keep freed memory instead of returning it to the OS after every batch.
 

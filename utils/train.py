@@ -22,7 +22,8 @@ import torch
 
 from .data import ENV_VAR, DatasetNotFoundError, MNISTFileError, load_splits, load_test_set, repo_root
 from .engine import (CheckpointError, DeviceError, InputError, OutputFolderError, RunFilesError, checked_device,
-                     check_writable_folder, checkpoint_bytes, evaluate, fit, read_run, save_run, write_atomically)
+                     check_writable_folder, checkpoint_bytes, evaluate, fit, read_run, save_run, set_tf32,
+                     tf32_convolutions, write_atomically)
 from .models import FINAL, STEPS, build_model, count_parameters, final_receptive_field
 
 
@@ -79,17 +80,21 @@ def train_model(
     test: bool = True,
     progress: bool = True,
     log=print,
+    tf32: bool = True,
 ) -> dict:
     """Train one model with one seed; write `<out>/<model>_seed<seed>.pt` and `.json`; return the metrics.
 
     The checkpoint is chosen on the validation split; the official test set is evaluated once, at
     the end, on that checkpoint (skipped with test=False, as for the architecture iterations). Nothing
     is written until everything is computed; then the two files are replaced as a pair (`save_run`),
-    and the JSON records the checkpoint's sha256 (`utils.engine.read_run` checks it).
+    and the JSON records the checkpoint's sha256 (`utils.engine.read_run` checks it). tf32=False makes
+    a GPU compute in full float32 (`utils.engine.set_tf32`), as GPUs without TF32 (a T4, say) always do.
     """
     step = STEPS[model_name]
     config = step.config if epochs is None else replace(step.config, epochs=epochs)
     dev = checked_device(device)
+    if not tf32:
+        set_tf32(False)
     out = check_writable_folder(out)  # before hours of training, not after
     splits = load_splits(data_root, device=dev, subset=subset)
     # Loaded (and its files checked) now, so a damaged test file stops the run before training; used once, at the end.
@@ -124,6 +129,8 @@ def train_model(
         "dropout": step.dropout,
         "history": history,
     }
+    if dev.type == "cuda":
+        metrics["cuda_tf32"] = tf32_convolutions()  # (GPU runs from before this key had torch's default: TF32)
     if test:
         metrics["test_loss"], metrics["test_acc"] = evaluate(model, test_x, test_y)
         log(f"chosen epoch {history['best_epoch']} (val acc {history['best_val_acc']:.4f}); "
@@ -203,6 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, default=None, help="use only N >= 1 images per split (smoke tests)")
     p.add_argument("--no-test", action="store_true", help="do not evaluate the test set (architecture iterations)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="on a GPU, compute in full float32: no TF32 rounding in convolutions (torch's default allows it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch, >= 1 (default: torch's choice)")
     p.add_argument("--summarize", action="store_true",
                    help="train nothing: summarize the existing <out>/<model>_seed<N>.json of --seeds")
@@ -270,7 +279,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         check_writable_folder(args.out)
         runs = [
             train_model(args.model, s, args.epochs, args.out, args.data_root, args.device, args.subset,
-                        test=not args.no_test, progress=not args.no_progress)
+                        test=not args.no_test, progress=not args.no_progress, tf32=not args.no_tf32)
             for s in seeds
         ]
     if (len(runs) > 1 or args.summarize) and not args.no_test:
