@@ -113,7 +113,8 @@ case "${1:-all}" in
     for seed in $(seq 11 36); do train_seed "$FINAL" "$seed" results cpu; done
     wait
     ;;
-  gpu14)  # round 14: the final model's seeds 1-36 on a GPU with TF32 off, in seed order (the first ten: a table)
+  gpu14)  # round 14: the final model's seeds 1-36 on a GPU with TF32 off, in seed order (the first ten: a table); 18 at
+          # once took about 240 s each on an H200; a second call resumes where a time limit cut the first off
     JOBS=${JOBS_GPU:-18}
     for seed in $(seeds 36); do train_seed "$FINAL" "$seed" results/gpu_fp32 cuda --no-tf32; done
     wait

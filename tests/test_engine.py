@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from utils.config import TrainConfig
-from utils.engine import (CheckpointError, InputError, evaluate, fit, load_checkpoint, load_trained_model,
-                          pick_device, predict, save_checkpoint)
+from utils.engine import (CheckpointError, DeviceError, InputError, evaluate, fit, load_checkpoint, load_trained_model,
+                          pick_device, predict, round_to_tf32, save_checkpoint, with_tf32_convolutions)
 from utils.models import FINAL, STEPS, build_model
 
 SHORT = replace(STEPS[FINAL].config, epochs=2, batch_size=64)
@@ -74,6 +74,12 @@ def test_a_corrupt_or_missing_checkpoint_is_refused_clearly(tmp_path):
     torch.save({"weights": 1}, other)
     with pytest.raises(CheckpointError, match="not written by"):
         load_checkpoint(other, build_model())
+
+
+def test_a_good_checkpoint_asked_for_on_a_bad_device_blames_the_device_not_the_file(tmp_path):
+    path = save_checkpoint(build_model(), tmp_path / "m.pt", FINAL, 0.13, 0.31)
+    with pytest.raises(DeviceError, match="unknown device 'GPU'"):  # e.g. a loop variable named `device` in a notebook
+        load_checkpoint(path, build_model(), "GPU")
 
 
 def test_a_loaded_model_is_ready_for_inference_in_eval_mode(tmp_path):
@@ -153,3 +159,38 @@ def test_the_command_line_entry_runs_end_to_end(tmp_path, data_root):
 def test_the_command_line_refuses_20_epochs_or_more():
     run = subprocess.run([sys.executable, "-m", "utils.train", "--epochs", "20"], capture_output=True, text=True)
     assert run.returncode == 2 and "fewer than 20" in run.stderr
+
+
+def test_tf32_turns_off_and_on_again_through_one_torch_api():
+    """--no-tf32 must not trip torch >= 2.9, which raises when its old and new TF32 flags are mixed (own process: global flags)."""
+    code = ("import warnings; warnings.simplefilter('error'); from utils.engine import set_tf32, tf32_convolutions as on; "
+            "assert on(); set_tf32(False); assert not on(); set_tf32(True); assert on(); print('ok')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_tf32_rounding_keeps_10_mantissa_bits_to_nearest():
+    one_ulp = 2.0 ** -10  # TF32's step just above 1
+    x = torch.tensor([1.0, 1 + one_ulp / 4, 1 + 3 * one_ulp / 4, -(1 + 3 * one_ulp / 4), 2 - one_ulp / 4, 0.0])
+    assert round_to_tf32(x).tolist() == [1.0, 1.0, 1 + one_ulp, -(1 + one_ulp), 2.0, 0.0]
+    r = torch.randn(10_000)
+    assert ((round_to_tf32(r) - r).abs() <= r.abs() * 2.0 ** -11).all()  # half a step at most
+    model = build_model(FINAL, seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randn(8, 1, 28, 28)
+    rounded = with_tf32_convolutions(model)
+    assert not torch.equal(rounded(images), model(images))  # its convolutions read rounded numbers ...
+    assert torch.allclose(rounded(images), model(images), atol=1e-2)  # ... close to the full ones
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the model itself is left as it was"
+
+
+def test_a_summary_refuses_runs_with_and_without_tf32():
+    from utils.train import RunsDisagreeError, summarize_seeds
+
+    run = {"model": FINAL, "seed": 1, "epochs": 15, "subset": None, "config": {}, "test_acc": 0.995, "best_val_acc": 0.994,
+           "best_epoch": 15, "seconds": 1.0, "parameters": 7464, "torch": "2.11", "device": "cuda", "cuda_tf32": True}
+    with pytest.raises(RunsDisagreeError, match="TF32"):
+        summarize_seeds([run, dict(run, seed=2, cuda_tf32=False)])
+    assert summarize_seeds([dict(run, cuda_tf32=False), dict(run, seed=2, cuda_tf32=False)])["cuda_tf32"] is False
+    cpu_run = {k: v for k, v in run.items() if k != "cuda_tf32"}  # CPU runs have no TF32 to record
+    assert "cuda_tf32" not in summarize_seeds([dict(cpu_run, device="cpu"), dict(cpu_run, seed=2, device="cpu")])

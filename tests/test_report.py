@@ -7,7 +7,7 @@ from statistics import NormalDist
 import pytest
 
 from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
-                          devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table,
+                          devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
                           search_verdict, search_z_scores, tta_outcome)
 
@@ -252,9 +252,29 @@ def test_a_spread_wider_on_one_side_only_is_named_by_its_side(tmp_path):
     d = compare_devices(cpu, gpu)
     assert d["below_median"][1] == pytest.approx(d["below_median"][0], rel=0.2) and d["above_median"][1] > d["above_median"][0]
     assert "mostly above the median" in devices_verdict(d)
+    named = devices_verdict(d, ("CPU", "TF32-off GPU"))  # the sets are called what the caller names them, in order
+    assert "the TF32-off GPU's runs spread more widely" in named and "under it on the TF32-off GPU and" in named
+    assert "the GPU's runs spread more widely" in devices_verdict(compare_devices(gpu, cpu), ("GPU", "CPU"))  # wider first
+
+
+def test_all_seeds_says_whether_gpu_runs_had_tf32(tmp_path):
+    """GPU runs from before `cuda_tf32` was recorded had torch's default (on); CPU runs have no TF32 to speak of."""
+    cpu = _device_runs(tmp_path, "cpu", [0.995 + o for o in OFFSETS])
+    old = _device_runs(tmp_path, "cuda", [0.995 + o for o in OFFSETS])
+    for path in (tmp_path / "cuda").glob("m_seed*.json"):
+        _write(tmp_path / "fp32", path.name, dict(json.loads(path.read_text()), cuda_tf32=False))
+    off = all_seeds(tmp_path / "fp32", "m")
+    assert (cpu["tf32"], old["tf32"], off["tf32"]) == (None, True, False)
+    assert setup_words(off).endswith("TF32 off") and "TF32 on" in setup_words(old) and "TF32" not in setup_words(cpu)
 
 
 def test_fisher_exact_p_matches_the_tea_tasting_example():
     """Fisher's lady tasting tea: 3 of 4 cups right against 1 of 4 gives a two-sided p of 34/70."""
     assert fisher_exact_p(3, 4, 1, 4) == pytest.approx(34 / 70)
     assert fisher_exact_p(1, 36, 2, 36) == pytest.approx(1.0) and fisher_exact_p(0, 36, 10, 36) < 0.01
+
+
+def test_chance_of_at_least_is_the_binomial_upper_tail():
+    assert chance_of_at_least(0, 5, 0.3) == pytest.approx(1.0) and chance_of_at_least(1, 1, 0.3) == pytest.approx(0.3)
+    assert chance_of_at_least(2, 3, 0.5) == pytest.approx(0.5)  # 2 or 3 heads of 3 fair coins: 4 of 8
+    assert chance_of_at_least(4, 108, 0.01) < chance_of_at_least(4, 108, 0.02)  # a higher chance makes it likelier

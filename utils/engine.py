@@ -84,6 +84,26 @@ def tf32_convolutions() -> bool:
     return bool(torch.backends.cudnn.allow_tf32)
 
 
+TF32_DROPPED_BITS = 13
+"""float32 keeps 23 bits of mantissa, TF32 10: a TF32 convolution reads its inputs and weights without the last 13."""
+
+
+def round_to_tf32(x: Tensor) -> Tensor:
+    """`x` (float32) rounded to TF32's 10-bit mantissa, to nearest (ties away from zero): what a TF32 convolution reads."""
+    bits = x.detach().float().contiguous().view(torch.int32)
+    half, dropped = 1 << (TF32_DROPPED_BITS - 1), (1 << TF32_DROPPED_BITS) - 1
+    return ((bits + half) & ~dropped).view(torch.float32)  # a carry out of the mantissa steps the exponent, as it should
+
+
+def with_tf32_convolutions(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose convolutions compute from TF32-rounded weights and inputs, as on a GPU with TF32 on (on any device)."""
+    model = copy.deepcopy(model)
+    for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
+        conv.weight.data = round_to_tf32(conv.weight.data)
+        conv.register_forward_pre_hook(lambda module, args: (round_to_tf32(args[0]),) + tuple(args[1:]))
+    return model
+
+
 def tune_cpu_allocator() -> bool:
     """Let glibc keep freed memory instead of returning it to the OS after every batch.
 
@@ -690,6 +710,7 @@ def read_run(path: str | os.PathLike) -> dict:
 def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one first (python -m utils.train) or fix the path")
+    device = checked_device(str(device))  # a bad device is named as such, not blamed on the file below
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:

@@ -50,6 +50,13 @@ GOAL_MEAN, GOAL_MIN = 0.9955, 0.9945
 """Our goals for the final model over ten seeds (issue "A margin for every learner")."""
 STRETCH_GOAL = 0.9962
 """Our goal for the model under 20,000 parameters: mean test accuracy over five seeds."""
+ALLOWED_BELOW = 0.01
+"""The issue's ceiling on the chance that one run, on any machine, falls below the bar (it passes with >= 99 %)."""
+
+
+def chance_of_at_least(k: int, n: int, p: float) -> float:
+    """The binomial chance of k or more successes in n tries, each with chance p: how surprising a count this high is."""
+    return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
 
 
 def below_bar_probability(mean: float, std: float, bar: float = EXERCISE_BAR) -> float:
@@ -82,15 +89,16 @@ def requirements_table(results: Path = RESULTS) -> str:
     step = STEPS[FINAL]
     runs = [(cpu_all_seeds(results) or s, "CPU")] + [(g, "GPU") for g in [gpu_all_seeds(results)]
                                                      if g is not None and g["model"] == FINAL]
-    both = len(runs) > 1  # name the device only when there are two
+    runs += [(g, "GPU, TF32 off") for g in [gpu_fp32_all_seeds(results)] if g is not None]
+    several = len(runs) > 1  # name the setup only when there are several
 
     def achieved(text) -> str:
-        return "; ".join(text(r) + (f" ({device}, {len(r['seeds'])} seeds)" if both else "") for r, device in runs)
+        return "; ".join(text(r) + (f" ({device}, {len(r['seeds'])} seeds)" if several else "") for r, device in runs)
 
     low, mean = min(r["test_acc_min"] for r, _ in runs), min(r["test_acc_mean"] for r, _ in runs)
     rows = [
         ["Test accuracy (every seed)", f">= {pct(EXERCISE_BAR)}",
-         achieved(lambda r: f"min {pct(r['test_acc_min'])}") + ("" if both else f" over {len(s['seeds'])} seeds"),
+         achieved(lambda r: f"min {pct(r['test_acc_min'])}") + ("" if several else f" over {len(s['seeds'])} seeds"),
          _ok(low >= EXERCISE_BAR)],
         ["Test accuracy (every seed, our goal)", f">= {pct(GOAL_MIN)}", achieved(lambda r: f"min {pct(r['test_acc_min'])}"),
          _ok(low >= GOAL_MIN)],
@@ -110,6 +118,13 @@ def _ok(flag: bool) -> str:
     return "✅" if flag else "❌"
 
 
+def _summary_tf32(folder: Path, s: dict) -> Optional[bool]:
+    """Whether a summary's GPU runs had TF32 on: its own key, else its first run's (summaries from before the key lack it)."""
+    if "cuda_tf32" in s:
+        return s["cuda_tf32"]
+    return (read_json(folder / f"{s['model']}_seed{s['seeds'][0]['seed']}.json") or {}).get("cuda_tf32")
+
+
 def seeds_table(results: Path = RESULTS, model: str = FINAL) -> str:
     """Per-seed test accuracy, validation accuracy, chosen epoch and training time of a model (default: final)."""
     s = read_json(results / f"{model}_seeds.json")
@@ -121,7 +136,8 @@ def seeds_table(results: Path = RESULTS, model: str = FINAL) -> str:
                  pct(s["val_acc_mean"]), "", ""])
     table = markdown_table(["Seed", "Test acc", "Best val acc", "Chosen epoch", "Seconds"], rows)
     on_cpu = s["device"] == "cpu"
-    where = f"`{s['device']}`" + (f", {s['cpu_threads']} thread(s) per run" if on_cpu and s.get("cpu_threads") else "")
+    where = f"`{s['device']}`" + (f", {s['cpu_threads']} thread(s) per run" if on_cpu and s.get("cpu_threads") else "") \
+        + (", TF32 off (full float32)" if _summary_tf32(results, s) is False else "")
     below = below_bar_probability(s["test_acc_mean"], s["test_acc_std"])
     return table + f"\n\nTrained with torch {s['torch']} on {where}; min {pct(s['test_acc_min'])}, " \
                    f"max {pct(s['test_acc_max'])}; estimated chance of a run below {pct(EXERCISE_BAR, 1)} " \
@@ -254,7 +270,8 @@ def all_seeds(folder: Path, model: str) -> Optional[dict]:
 
     Carries a summary's keys for the runs (seeds, test_acc_mean/std/min/max, device, torch, cpu_threads), so it can
     stand where a `<model>_seeds.json` does, plus its model, its number of runs n, the summary's own number of seeds
-    n_table (0 without one), and how many runs fell below the bar and the goal.
+    n_table (0 without one), how many runs fell below the bar and the goal, and on a GPU whether TF32 was on (runs from
+    before `cuda_tf32` was recorded had torch's default, on).
     """
     paths = [p for p in folder.glob(f"{model}_seed*.json") if p.stem.rsplit("_seed", 1)[1].isdigit()]
     runs = sorted((read_json(p) for p in paths), key=lambda r: r["seed"])  # the runs, not their summary
@@ -266,7 +283,8 @@ def all_seeds(folder: Path, model: str) -> Optional[dict]:
             "test_acc_mean": statistics.mean(accs), "test_acc_std": statistics.stdev(accs), "test_acc_min": min(accs),
             "test_acc_max": max(accs), "below": sum(a < EXERCISE_BAR for a in accs),
             "below_goal": sum(a < GOAL_MIN for a in accs), "device": _one_or_all(r["device"] for r in runs),
-            "torch": _one_or_all(r["torch"] for r in runs), "cpu_threads": _one_or_all(r.get("cpu_threads") for r in runs)}
+            "torch": _one_or_all(r["torch"] for r in runs), "cpu_threads": _one_or_all(r.get("cpu_threads") for r in runs),
+            "tf32": _one_or_all(r.get("cuda_tf32", True) for r in runs) if "cuda" in str(runs[0]["device"]) else None}
 
 
 def gpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
@@ -279,10 +297,16 @@ def cpu_all_seeds(results: Path = RESULTS) -> Optional[dict]:
     return all_seeds(results, FINAL)
 
 
+def gpu_fp32_all_seeds(results: Path = RESULTS) -> Optional[dict]:
+    """Every published seed of the final model trained on a GPU with TF32 off (round 14: `reproduce_results.sh gpu14`)."""
+    return all_seeds(results / "gpu_fp32", FINAL)
+
+
 def setup_words(g: dict) -> str:
-    """The setup a set of runs shares, in words: device, torch version and, on a CPU, threads per run."""
+    """The setup a set of runs shares, in words: device, torch version, on a CPU threads per run, on a GPU TF32."""
     return (f"`{g['device']}`, torch {g['torch']}"
-            + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else ""))
+            + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else "")
+            + {True: ", TF32 on by torch's default", False: ", TF32 off"}.get(g.get("tf32"), ""))
 
 
 def _all_seeds_line(g: Optional[dict], device: str, how: str) -> str:
@@ -307,6 +331,15 @@ def cpu_all_seeds_line(results: Path = RESULTS) -> str:
     """The README's sentence on every CPU seed of the final model: its spread, and how many runs fell below the bars."""
     return _all_seeds_line(cpu_all_seeds(results), "CPU",
                            "by `bash scripts/reproduce_results.sh final36`, which publishes their metrics, not their weights")
+
+
+def gpu_fp32_seeds(results: Path = RESULTS) -> str:
+    """Round 14's ten-seed table (the final model on a GPU with TF32 off) and a sentence on all its seeds."""
+    folder = results / "gpu_fp32"
+    if read_json(folder / f"{FINAL}_seeds.json") is None:
+        return f"_No TF32-off GPU runs of `{FINAL}` yet: `bash scripts/reproduce_results.sh gpu14` on a machine with a GPU._"
+    return seeds_table(folder, FINAL) + "\n\n" + _all_seeds_line(
+        gpu_fp32_all_seeds(results), "TF32-off GPU", "by `bash scripts/reproduce_results.sh gpu14`")
 
 
 def fisher_exact_p(k1: int, n1: int, k2: int, n2: int) -> float:
@@ -348,21 +381,24 @@ def compare_devices(cpu: dict, gpu: dict) -> dict:
             "below": (cpu["below"], gpu["below"]), "p_below": fisher_exact_p(cpu["below"], n_c, gpu["below"], n_g)}
 
 
-def devices_verdict(d: dict) -> str:
-    """What compare_devices found, in words: whether the means and the spreads differ beyond noise, and where."""
+def devices_verdict(d: dict, names: tuple[str, str] = ("CPU", "GPU")) -> str:
+    """What compare_devices found, in words: whether the means and the spreads differ beyond noise, and where.
+
+    `names` are compare_devices's two sets of runs, in its order (first, second), as the sentence should call them.
+    """
     means = (f"the means differ beyond noise (|z| >= {Z_BAR:g})" if abs(d["z_mean"]) >= Z_BAR
              else f"the means do not differ beyond noise (|z| < {Z_BAR:g})")
     agree = d["z_std"] * d["z_robust"] > 0 and min(abs(d["z_std"]), abs(d["z_robust"])) >= Z_BAR
     if not agree:
         return (f"{means}, and the spreads do not differ beyond noise by both measures"
                 + ("" if abs(d["z_mean"]) >= Z_BAR else ": these runs do not tell the two setups apart"))
-    wider, k = ("GPU", 1) if d["z_std"] > 0 else ("CPU", 0)
+    k = 1 if d["z_std"] > 0 else 0
     other = 1 - k
     widening = [d[half][k] / max(d[half][other], 1e-12) for half in ("below_median", "above_median")]
     side = "below" if widening[0] > widening[1] else "above"
-    return (f"{means}, but the {wider}'s runs spread more widely by both measures, mostly {side} the median: a run below "
-            f"its median lies on average {100 * d['below_median'][1]:.3f} pp under it on the GPU and "
-            f"{100 * d['below_median'][0]:.3f} pp on the CPU, a run above it {100 * d['above_median'][1]:.3f} and "
+    return (f"{means}, but the {names[k]}'s runs spread more widely by both measures, mostly {side} the median: a run "
+            f"below its median lies on average {100 * d['below_median'][1]:.3f} pp under it on the {names[1]} and "
+            f"{100 * d['below_median'][0]:.3f} pp on the {names[0]}, a run above it {100 * d['above_median'][1]:.3f} and "
             f"{100 * d['above_median'][0]:.3f} pp over it")
 
 
@@ -385,6 +421,46 @@ def devices_line(results: Path = RESULTS) -> str:
             + f" (Fisher's exact test, p = {d['p_below']:.2f}); the worst run is {pct(cpu['test_acc_min'])} on the CPU and "
             f"{pct(gpu['test_acc_min'])} on the GPU. The normal approximation reads the chance below the bar from the whole spread, the upper side "
             f"included (notebook 03 works it through).")
+
+
+def tf32_line(results: Path = RESULTS) -> str:
+    """The README's sentences on round 14: the GPU's spread with TF32 off against TF32 on and the CPU, and every run below the bar."""
+    on, off, cpu = gpu_all_seeds(results), gpu_fp32_all_seeds(results), cpu_all_seeds(results)
+    if None in (on, off, cpu) or on["model"] != FINAL:
+        return "_Round 14 is compared once its TF32-off runs, the TF32 GPU runs and the CPU runs all exist._"
+    vs_on, vs_cpu = compare_devices(on, off), compare_devices(cpu, off)  # both with the TF32-off runs second
+    narrower = vs_on["z_std"] <= -Z_BAR and vs_on["z_robust"] <= -Z_BAR
+    like_cpu = abs(vs_cpu["z_std"]) < Z_BAR and abs(vs_cpu["z_robust"]) < Z_BAR
+    nearer = "CPU's" if abs(math.log(vs_cpu["ratio"])) < abs(math.log(vs_on["ratio"])) else "TF32 runs'"
+    if narrower and like_cpu:
+        reading = ("as the prediction for TF32 said: without it the spread narrows beyond noise by both measures and "
+                   "does not differ from the CPU's beyond noise")
+    elif narrower:
+        reading = "narrower than with TF32 beyond noise, yet still wider than the CPU's: TF32 explains part of it"
+    else:
+        reading = (f"nearer the {nearer} on a log scale, but the narrowing from the TF32 runs is not beyond noise by both "
+                   f"measures, so these runs neither confirm nor rule out TF32 as the cause")
+    verdicts = [devices_verdict(vs_on, ("TF32 GPU", "TF32-off GPU")), devices_verdict(vs_cpu, ("CPU", "TF32-off GPU"))]
+    verdicts = (f"Against either, {verdicts[0]}." if verdicts[0] == verdicts[1]
+                else f"Against the TF32 runs, {verdicts[0]}; against the CPU, {verdicts[1]}.")
+    every = [on, off, cpu]
+    n, below = sum(g["n"] for g in every), sum(g["below"] for g in every)
+    tail = chance_of_at_least(below, n, ALLOWED_BELOW)  # the largest it can be for any chance <= ALLOWED_BELOW
+    return (f"Round 14's {off['n']} TF32-off GPU runs ({setup_words(off)}) against round 13's {on['n']} TF32 GPU runs "
+            f"({setup_words(on)}) and the {cpu['n']} CPU runs. Their standard deviation is {pct(off['test_acc_std'], 3)}: "
+            f"{vs_on['ratio']:.2f} times the TF32 runs' {pct(on['test_acc_std'], 3)} (z = {vs_on['z_std']:+.1f}, "
+            f"p = {vs_on['p']['z_std']:.2f}; Brown-Forsythe z = {vs_on['z_robust']:+.1f}) and {vs_cpu['ratio']:.2f} times the "
+            f"CPU's {pct(cpu['test_acc_std'], 3)} (z = {vs_cpu['z_std']:+.1f}; Brown-Forsythe z = {vs_cpu['z_robust']:+.1f}); "
+            f"their mean is {100 * vs_on['gap']:+.3f} pp from the TF32 runs' (z = {vs_on['z_mean']:+.1f}) and "
+            f"{100 * vs_cpu['gap']:+.3f} pp from the CPU's (z = {vs_cpu['z_mean']:+.1f}). {verdicts} The spread without "
+            f"TF32 is {reading}. Runs below "
+            f"{pct(EXERCISE_BAR, 1)}: {off['below']} of {off['n']} with TF32 off (worst {pct(off['test_acc_min'])}), "
+            f"{on['below']} of {on['n']} with it on, {cpu['below']} of {cpu['n']} on the CPU: {below} of all {n} published "
+            f"runs of `{FINAL}` on the three setups ({pct(below / n, 1)}). If runs fell below the bar with a chance of "
+            f"{pct(ALLOWED_BELOW, 0)} or less on every setup, as passing \"with >= 99 % probability\" asks, {below} or more "
+            f"of {n} would come up at most {pct(tail, 1)} of the time (binomial): "
+            + ("these runs say the final model misses that goal." if tail < 0.05
+               else "these runs cannot tell whether the final model meets that goal."))
 
 
 def tried_table(results: Path = RESULTS) -> str:
@@ -856,6 +932,8 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "seeds_gpu_all": gpu_all_seeds_line,
           "seeds_cpu_all": cpu_all_seeds_line,
           "devices": devices_line,
+          "seeds_gpu_fp32": gpu_fp32_seeds,
+          "tf32": tf32_line,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,

@@ -129,8 +129,8 @@ def train_model(
         "dropout": step.dropout,
         "history": history,
     }
-    if dev.type == "cuda":
-        metrics["cuda_tf32"] = tf32_convolutions()  # (GPU runs from before this key had torch's default: TF32)
+    if dev.type == "cuda":  # (round 13's GPU runs predate both keys: an H100, torch's default TF32; round 14's, `gpu`)
+        metrics["gpu"], metrics["cuda_tf32"] = torch.cuda.get_device_name(dev), tf32_convolutions()
     if test:
         metrics["test_loss"], metrics["test_acc"] = evaluate(model, test_x, test_y)
         log(f"chosen epoch {history['best_epoch']} (val acc {history['best_val_acc']:.4f}); "
@@ -140,14 +140,14 @@ def train_model(
     return save_run(stem, checkpoint, metrics)
 
 
-SAME_IN_A_SUMMARY = ("model", "epochs", "subset", "config")
+SAME_IN_A_SUMMARY = ("model", "epochs", "subset", "config", "cuda_tf32")
 """What every run of a summary must share (besides being evaluated on the test set)."""
 
 
 def summarize_seeds(runs: Sequence[dict]) -> dict:
     """Per-seed figures of several runs of one model, with mean, std, min and max of the test accuracy.
 
-    Raises `RunsDisagreeError` if the runs differ in model, epochs, subset or recipe, or if one of them
+    Raises `RunsDisagreeError` if the runs differ in model, epochs, subset, recipe or TF32 setting, or if one of them
     was trained without the test set.
     """
     if not runs:
@@ -159,7 +159,7 @@ def summarize_seeds(runs: Sequence[dict]) -> dict:
         for key in SAME_IN_A_SUMMARY:
             if r.get(key) != runs[0].get(key):
                 shown = lambda v: "whole splits" if key == "subset" and v is None else v  # noqa: E731
-                what = "recipe (config)" if key == "config" else key
+                what = {"config": "recipe (config)", "cuda_tf32": "TF32 setting (--no-tf32)"}.get(key, key)
                 raise RunsDisagreeError(
                     f"the runs differ in {what}: seed {runs[0].get('seed')} has {shown(runs[0].get(key))}, "
                     f"seed {r.get('seed')} has {shown(r.get(key))}; summarize only runs of one protocol")
@@ -179,6 +179,7 @@ def summarize_seeds(runs: Sequence[dict]) -> dict:
         "torch": runs[0]["torch"],
         "device": runs[0]["device"],
         "cpu_threads": runs[0].get("cpu_threads"),
+        **({"cuda_tf32": runs[0]["cuda_tf32"]} if "cuda_tf32" in runs[0] else {}),
     }
 
 
