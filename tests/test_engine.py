@@ -10,7 +10,8 @@ import torch
 
 from utils.config import TrainConfig
 from utils.engine import (CheckpointError, DeviceError, InputError, evaluate, fit, load_checkpoint, load_trained_model,
-                          pick_device, predict, round_to_tf32, save_checkpoint, with_tf32_convolutions)
+                          pick_device, predict, round_to_tf32, save_checkpoint, tf32_convolutions,
+                          with_tf32_convolutions)
 from utils.models import FINAL, STEPS, build_model
 
 SHORT = replace(STEPS[FINAL].config, epochs=2, batch_size=64)
@@ -161,12 +162,20 @@ def test_the_command_line_refuses_20_epochs_or_more():
     assert run.returncode == 2 and "fewer than 20" in run.stderr
 
 
-def test_tf32_turns_off_and_on_again_through_one_torch_api():
+def test_tf32_is_turned_off_inside_and_restored_after_through_one_torch_api():
     """--no-tf32 must not trip torch >= 2.9, which raises when its old and new TF32 flags are mixed (own process: global flags)."""
-    code = ("import warnings; warnings.simplefilter('error'); from utils.engine import set_tf32, tf32_convolutions as on; "
-            "assert on(); set_tf32(False); assert not on(); set_tf32(True); assert on(); print('ok')")
+    code = ("import warnings; warnings.simplefilter('error'); from utils.engine import tf32_disabled, tf32_convolutions as on\n"
+            "assert on()\nwith tf32_disabled():\n    assert not on()\nassert on()\nprint('ok')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_a_gpu_without_tf32_is_recorded_as_computing_without_it(monkeypatch):
+    """A T4 (compute capability 7.5) has no TF32, whatever torch allows; an A100 (8.0) uses it when allowed."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert tf32_convolutions() and not tf32_convolutions("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert tf32_convolutions("cuda") and tf32_convolutions("cpu")
 
 
 def test_tf32_rounding_keeps_10_mantissa_bits_to_nearest():
@@ -175,6 +184,10 @@ def test_tf32_rounding_keeps_10_mantissa_bits_to_nearest():
     assert round_to_tf32(x).tolist() == [1.0, 1.0, 1 + one_ulp, -(1 + one_ulp), 2.0, 0.0]
     r = torch.randn(10_000)
     assert ((round_to_tf32(r) - r).abs() <= r.abs() * 2.0 ** -11).all()  # half a step at most
+    odd_nan = torch.tensor([0x7F800001, 0x7FFFFFFF, -1], dtype=torch.int32).view(torch.float32)  # NaNs whose bits could carry
+    assert torch.isnan(round_to_tf32(odd_nan)).all() and torch.isinf(round_to_tf32(torch.tensor([float("inf")]))).all()
+    with pytest.raises(InputError, match="float32"):
+        round_to_tf32(r.double())
     model = build_model(FINAL, seed=0).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(8, 1, 28, 28)
@@ -194,3 +207,12 @@ def test_a_summary_refuses_runs_with_and_without_tf32():
     assert summarize_seeds([dict(run, cuda_tf32=False), dict(run, seed=2, cuda_tf32=False)])["cuda_tf32"] is False
     cpu_run = {k: v for k, v in run.items() if k != "cuda_tf32"}  # CPU runs have no TF32 to record
     assert "cuda_tf32" not in summarize_seeds([dict(cpu_run, device="cpu"), dict(cpu_run, seed=2, device="cpu")])
+
+
+def test_a_run_without_tf32_leaves_torchs_setting_as_it_found_it(tmp_path, data_root):
+    from utils.train import train_model
+
+    metrics = train_model(epochs=1, out=tmp_path, data_root=str(data_root), device="cpu", subset=64, test=False,
+                          progress=False, log=lambda line: None, tf32=False)
+    assert tf32_convolutions() and torch.backends.cudnn.allow_tf32  # restored, and the old flag still readable
+    assert "cuda_tf32" not in metrics  # a CPU run has no TF32 to record

@@ -66,22 +66,42 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def set_tf32(enabled: bool) -> None:
-    """Let cuDNN's convolutions and CUDA's matmuls round float32 to TF32 (Ampere and later GPUs), or forbid it."""
-    precision = "tf32" if enabled else "ieee"
-    if hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9: the new API only,
-        for backend in (torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.cuda.matmul):
-            backend.fp32_precision = precision  # (mixing it with the old flags raises) and all three alike
+def _tf32_backends() -> list:
+    """torch's per-backend float32 precision settings (torch >= 2.9), or [] where only the old flags exist."""
+    if not hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"):
+        return []
+    return [torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.cuda.matmul]
+
+
+@contextlib.contextmanager
+def tf32_disabled() -> Iterator[None]:
+    """Inside, cuDNN's convolutions and CUDA's matmuls compute in full float32 (no TF32); the settings before come back after."""
+    backends = _tf32_backends()
+    if backends:  # the new API only: torch >= 2.9 raises if the old flags are read after the new ones are set
+        before = [b.fp32_precision for b in backends]
+        for b in backends:
+            b.fp32_precision = "ieee"
     else:
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+        before = [torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32]
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        if backends:
+            for b, value in zip(backends, before):
+                b.fp32_precision = value
+        else:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def tf32_convolutions() -> bool:
-    """Whether cuDNN's float32 convolutions may use TF32 (torch's default is yes): `set_tf32` changes it."""
+def tf32_convolutions(device: str | torch.device | None = None) -> bool:
+    """Whether cuDNN's float32 convolutions use TF32: allowed (torch's default; `tf32_disabled` forbids it) and, if a
+    CUDA device is given, one that has TF32 (compute capability 8.0 and up: Ampere and later; a T4 is 7.5)."""
     conv = getattr(torch.backends.cudnn, "conv", None)
-    if hasattr(conv, "fp32_precision"):
-        return conv.fp32_precision == "tf32"
-    return bool(torch.backends.cudnn.allow_tf32)
+    allowed = conv.fp32_precision == "tf32" if hasattr(conv, "fp32_precision") else bool(torch.backends.cudnn.allow_tf32)
+    if device is not None and torch.device(device).type == "cuda":
+        return allowed and torch.cuda.get_device_capability(device) >= (8, 0)
+    return allowed
 
 
 TF32_DROPPED_BITS = 13
@@ -89,17 +109,25 @@ TF32_DROPPED_BITS = 13
 
 
 def round_to_tf32(x: Tensor) -> Tensor:
-    """`x` (float32) rounded to TF32's 10-bit mantissa, to nearest (ties away from zero): what a TF32 convolution reads."""
-    bits = x.detach().float().contiguous().view(torch.int32)
+    """`x` (float32) rounded to the nearest number with TF32's 10-bit mantissa (ties away from zero); NaN stays NaN.
+
+    An emulation: NVIDIA does not document how its kernels convert float32 to TF32 (rounding, as here, errs by at most
+    half a step, 2^-11 relative; dropping the bits would err by up to 2^-10).
+    """
+    if x.dtype != torch.float32:
+        raise InputError(f"round_to_tf32 takes float32 tensors (TF32 replaces float32), got {x.dtype}")
+    bits = x.detach().contiguous().view(torch.int32)
     half, dropped = 1 << (TF32_DROPPED_BITS - 1), (1 << TF32_DROPPED_BITS) - 1
-    return ((bits + half) & ~dropped).view(torch.float32)  # a carry out of the mantissa steps the exponent, as it should
+    rounded = ((bits + half) & ~dropped).view(torch.float32)  # a carry out of the mantissa steps the exponent, as it should
+    return torch.where(torch.isnan(x), x.detach(), rounded)
 
 
 def with_tf32_convolutions(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose convolutions compute from TF32-rounded weights and inputs, as on a GPU with TF32 on (on any device)."""
+    """A copy of `model` (float32) for inference whose every convolution reads TF32-rounded weights and inputs: at most what
+    a GPU with TF32 on rounds (its depthwise convolutions may run in full float32), on any device. The model is left as it is."""
     model = copy.deepcopy(model)
     for conv in (m for m in model.modules() if isinstance(m, nn.Conv2d)):
-        conv.weight.data = round_to_tf32(conv.weight.data)
+        conv.weight.data = round_to_tf32(conv.weight.data)  # once: the copy is not for training
         conv.register_forward_pre_hook(lambda module, args: (round_to_tf32(args[0]),) + tuple(args[1:]))
     return model
 

@@ -22,8 +22,8 @@ import torch
 
 from .data import ENV_VAR, DatasetNotFoundError, MNISTFileError, load_splits, load_test_set, repo_root
 from .engine import (CheckpointError, DeviceError, InputError, OutputFolderError, RunFilesError, checked_device,
-                     check_writable_folder, checkpoint_bytes, evaluate, fit, read_run, save_run, set_tf32,
-                     tf32_convolutions, write_atomically)
+                     check_writable_folder, checkpoint_bytes, evaluate, fit, read_run, save_run, tf32_convolutions,
+                     tf32_disabled, write_atomically)
 from .models import FINAL, STEPS, build_model, count_parameters, final_receptive_field
 
 
@@ -88,13 +88,14 @@ def train_model(
     the end, on that checkpoint (skipped with test=False, as for the architecture iterations). Nothing
     is written until everything is computed; then the two files are replaced as a pair (`save_run`),
     and the JSON records the checkpoint's sha256 (`utils.engine.read_run` checks it). tf32=False makes
-    a GPU compute in full float32 (`utils.engine.set_tf32`), as GPUs without TF32 (a T4, say) always do.
+    a GPU compute in full float32 (`utils.engine.tf32_disabled`), as GPUs without TF32 (a T4, say) always do.
     """
     step = STEPS[model_name]
     config = step.config if epochs is None else replace(step.config, epochs=epochs)
     dev = checked_device(device)
     if not tf32:
-        set_tf32(False)
+        with tf32_disabled():
+            return train_model(model_name, seed, epochs, out, data_root, device, subset, test, progress, log, tf32=True)
     out = check_writable_folder(out)  # before hours of training, not after
     splits = load_splits(data_root, device=dev, subset=subset)
     # Loaded (and its files checked) now, so a damaged test file stops the run before training; used once, at the end.
@@ -130,7 +131,7 @@ def train_model(
         "history": history,
     }
     if dev.type == "cuda":  # (round 13's GPU runs predate both keys: an H100, torch's default TF32; round 14's, `gpu`)
-        metrics["gpu"], metrics["cuda_tf32"] = torch.cuda.get_device_name(dev), tf32_convolutions()
+        metrics["gpu"], metrics["cuda_tf32"] = torch.cuda.get_device_name(dev), tf32_convolutions(dev)
     if test:
         metrics["test_loss"], metrics["test_acc"] = evaluate(model, test_x, test_y)
         log(f"chosen epoch {history['best_epoch']} (val acc {history['best_val_acc']:.4f}); "
