@@ -66,39 +66,37 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _tf32_backends() -> list:
-    """torch's per-backend float32 precision settings (torch >= 2.9), or [] where only the old flags exist."""
-    if not hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"):
-        return []
-    return [torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.cuda.matmul]
+def _tf32_switches() -> list[tuple[object, str, object]]:
+    """(object, attribute, value that forbids TF32) for each of torch's TF32 settings, convolutions first.
+
+    torch >= 2.9: the per-backend `fp32_precision` only (it raises if the old flags are read after these are set);
+    before: the old `allow_tf32` flags.
+    """
+    if hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision"):
+        return [(b, "fp32_precision", "ieee") for b in (torch.backends.cudnn.conv, torch.backends.cudnn.rnn,
+                                                       torch.backends.cuda.matmul)]
+    return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
 
 
 @contextlib.contextmanager
 def tf32_disabled() -> Iterator[None]:
     """Inside, cuDNN's convolutions and CUDA's matmuls compute in full float32 (no TF32); the settings before come back after."""
-    backends = _tf32_backends()
-    if backends:  # the new API only: torch >= 2.9 raises if the old flags are read after the new ones are set
-        before = [b.fp32_precision for b in backends]
-        for b in backends:
-            b.fp32_precision = "ieee"
-    else:
-        before = [torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32]
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    switches = _tf32_switches()
+    before = [getattr(obj, name) for obj, name, _ in switches]
+    for obj, name, off in switches:
+        setattr(obj, name, off)
     try:
         yield
     finally:
-        if backends:
-            for b, value in zip(backends, before):
-                b.fp32_precision = value
-        else:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+        for (obj, name, _), value in zip(switches, before):
+            setattr(obj, name, value)
 
 
 def tf32_convolutions(device: str | torch.device | None = None) -> bool:
     """Whether cuDNN's float32 convolutions use TF32: allowed (torch's default; `tf32_disabled` forbids it) and, if a
     CUDA device is given, one that has TF32 (compute capability 8.0 and up: Ampere and later; a T4 is 7.5)."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    allowed = conv.fp32_precision == "tf32" if hasattr(conv, "fp32_precision") else bool(torch.backends.cudnn.allow_tf32)
+    obj, name, _ = _tf32_switches()[0]
+    allowed = getattr(obj, name) in (True, "tf32")
     if device is not None and torch.device(device).type == "cuda":
         return allowed and torch.cuda.get_device_capability(device) >= (8, 0)
     return allowed

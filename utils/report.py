@@ -350,11 +350,17 @@ def fisher_exact_p(k1: int, n1: int, k2: int, n2: int) -> float:
     return min(1.0, sum(q for q in prob if q <= seen * (1 + 1e-9)))
 
 
+def log_std_ratio_se(n1: int, n2: int) -> float:
+    """The standard error of log(std1 / std2) for two sets of n1 and n2 normal runs: about sqrt(1/(2(n1-1)) + 1/(2(n2-1)))."""
+    return math.sqrt(1 / (2 * (n1 - 1)) + 1 / (2 * (n2 - 1)))
+
+
 def compare_devices(cpu: dict, gpu: dict) -> dict:
-    """CPU against GPU runs of one model: their means, their spreads (each with a z) and their runs below the bar.
+    """Two setups' runs of one model, first against second (the names say CPU and GPU, the README's first use): their
+    means, their spreads (each with a z) and their runs below the bar; `_cpu` / `_gpu` keys and pairs follow that order.
 
     Takes two `all_seeds` dicts. z_mean is the gap of the means over its standard error. z_std divides the log of the
-    std ratio by its standard error, about sqrt(1 / (2 (n1 - 1)) + 1 / (2 (n2 - 1))) for normal runs. z_robust is the
+    std ratio by its standard error (`log_std_ratio_se`). z_robust is the
     Brown-Forsythe test in a Welch z: it compares how far runs lie from their own device's median, which far runs
     inflate less than the squared distances of a std do. below_median and above_median split that distance by side,
     since a bar below the mean cares only for the lower one.
@@ -372,7 +378,7 @@ def compare_devices(cpu: dict, gpu: dict) -> dict:
     ratio = gpu["test_acc_std"] / cpu["test_acc_std"]
     (dc, low_c, high_c), (dg, low_g, high_g) = distances(cpu), distances(gpu)
     z = {"z_mean": gap / math.sqrt(cpu["test_acc_std"] ** 2 / n_c + gpu["test_acc_std"] ** 2 / n_g),
-         "z_std": math.log(ratio) / math.sqrt(1 / (2 * (n_c - 1)) + 1 / (2 * (n_g - 1))),
+         "z_std": math.log(ratio) / log_std_ratio_se(n_c, n_g),
          "z_robust": (statistics.mean(dg) - statistics.mean(dc))
                      / math.sqrt(statistics.variance(dc) / n_c + statistics.variance(dg) / n_g)}
     return {"n_cpu": n_c, "n_gpu": n_g, "gap": gap, "ratio": ratio, **z,
@@ -456,12 +462,12 @@ def tf32_comparison(results: Path = RESULTS) -> Optional[dict]:
     else:
         reading = "not narrower than with TF32, against the prediction for TF32"
     log_ratio = math.log(cpu["test_acc_std"] / on["test_acc_std"])
-    expected_z = log_ratio / math.sqrt(1 / (2 * (on["n"] - 1)) + 1 / (2 * (off["n"] - 1)))
+    expected_z = log_ratio / log_std_ratio_se(on["n"], off["n"])
     every = [on, off, cpu]
     n, below = sum(g["n"] for g in every), sum(g["below"] for g in every)
     return {"on": on, "off": off, "cpu": cpu, "vs_on": vs_on, "vs_cpu": vs_cpu, "reading": reading,
             "power": NormalDist().cdf(-Z_BAR - expected_z),
-            "seeds_for_90": math.ceil(((Z_BAR + NormalDist().inv_cdf(0.9)) / abs(log_ratio)) ** 2 + 1),
+            "seeds_for_90": math.ceil(((Z_BAR + NormalDist().inv_cdf(0.9)) / abs(log_ratio)) ** 2 + 1),  # se(n, n) = 1/sqrt(n-1)
             "n": n, "below": below, "tail": chance_of_at_least(below, n, ALLOWED_BELOW)}
 
 

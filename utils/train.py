@@ -93,7 +93,7 @@ def train_model(
     step = STEPS[model_name]
     config = step.config if epochs is None else replace(step.config, epochs=epochs)
     dev = checked_device(device)
-    if not tf32:
+    if not tf32:  # the same run inside the context (tf32=True there: leave the setting as the context made it)
         with tf32_disabled():
             return train_model(model_name, seed, epochs, out, data_root, device, subset, test, progress, log, tf32=True)
     out = check_writable_folder(out)  # before hours of training, not after
