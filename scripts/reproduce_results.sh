@@ -11,6 +11,10 @@
 #                                               # float32, as a GPU without TF32 computes) -> results/gpu_fp32/
 #   bash scripts/reproduce_results.sh final36   # on this CPU: the final model's seeds 11-36 -> results/ (its spread over
 #                                               # 36 runs, as round 13 measured it on a GPU; resumes where it stopped)
+#   bash scripts/reproduce_results.sh stretch36 # on this CPU: the < 20k model's seeds 6-36 -> results/ (its spread over 36
+#                                               # runs beside its five-seed table; resumes where it stopped)
+#   bash scripts/reproduce_results.sh gpu15     # on a GPU: round 15, the < 20k model's seeds 6-36 (TF32 on, as its five)
+#                                               # -> results/gpu/
 #   bash scripts/reproduce_results.sh rounds    # rounds 3-7 and 10-12 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
@@ -120,6 +124,17 @@ case "${1:-all}" in
     wait
     summarize "$FINAL" 10 results/gpu_fp32
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|final36|rounds]" >&2; exit 2 ;;
+  stretch36)  # the < 20k model's seeds 6-36 on this CPU, in seed order, beside its five (their summary stays the five's)
+    for seed in $(seq 6 36); do train_seed "$STRETCH" "$seed" results cpu; done
+    wait
+    ;;
+  gpu15)  # round 15: the < 20k model's seeds 6-36 on a GPU with torch's default (TF32 on, as its five GPU seeds), in
+          # seed order, 16 at once; its summary stays the five's
+    JOBS=${JOBS_GPU:-16}
+    for seed in $(seq 6 36); do train_seed "$STRETCH" "$seed" results/gpu cuda; done
+    wait
+    ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|final36|stretch36|rounds]" >&2
+     exit 2 ;;
 esac
 python -m utils.report
