@@ -15,6 +15,8 @@
 #                                               # runs beside its five-seed table; resumes where it stopped)
 #   bash scripts/reproduce_results.sh gpu15     # on a GPU: round 15, the < 20k model's seeds 6-36 (TF32 on, as its five)
 #                                               # -> results/gpu/
+#   bash scripts/reproduce_results.sh gpu16     # on a GPU: round 16, round 14 again on an H100 (round 13's GPU model; round
+#                                               # 14 got an H200) -> results/gpu_fp32_h100/
 #   bash scripts/reproduce_results.sh rounds    # rounds 3-7 and 10-12 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
@@ -134,7 +136,13 @@ case "${1:-all}" in
     for seed in $(seq 6 36); do train_seed "$STRETCH" "$seed" results/gpu cuda; done
     wait
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|final36|stretch36|rounds]" >&2
+  gpu16)  # round 16: round 14 on round 13's GPU model (an H100), so that TF32 is the only difference from round 13
+    JOBS=${JOBS_GPU:-18}
+    for seed in $(seeds 36); do train_seed "$FINAL" "$seed" results/gpu_fp32_h100 cuda --no-tf32; done
+    wait
+    summarize "$FINAL" 10 results/gpu_fp32_h100
+    ;;
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu16|final36|stretch36|rounds]" >&2
      exit 2 ;;
 esac
 python -m utils.report
