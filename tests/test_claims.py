@@ -54,9 +54,9 @@ def test_the_ten_seed_summaries_match_their_runs(folder, model):
         assert r["history"]["val_acc"][r["best_epoch"] - 1] == max(r["history"]["val_acc"])  # chosen on val
 
 
-def _every_seed(folder: str) -> list[dict]:
-    """Every published run of the final model in results/<folder>, not only its summary's ten."""
-    return [_json(f"{folder}{p.name}") for p in (RESULTS / folder).glob(f"{FINAL}_seed*.json")
+def _every_seed(folder: str, model: str = FINAL) -> list[dict]:
+    """Every published run of a model (default: the final one) in results/<folder>, not only its summary's ten."""
+    return [_json(f"{folder}{p.name}") for p in (RESULTS / folder).glob(f"{model}_seed*.json")
             if p.stem.rsplit("_seed", 1)[1].isdigit()]
 
 
@@ -81,19 +81,43 @@ def test_round_14_ran_with_tf32_off_and_its_readme_line_counts_every_run_below_t
     assert f"{below} of all {len(runs)} published runs of `{FINAL}` on the three setups" in render("<!-- begin:tf32 -->\n<!-- end:tf32 -->")
 
 
-@pytest.mark.parametrize("folder", ["", "gpu/", "gpu_fp32/"])
-def test_the_extra_seeds_are_the_final_model_trained_like_its_ten(folder):
-    """Seeds 11 and up (final36 on the CPU, rounds 13-14 on a GPU) count only if they ran the ten's recipe on the ten's setup."""
-    ten = _json(f"{folder}{FINAL}_seeds.json")
-    first = _json(f"{folder}{FINAL}_seed{ten['seeds'][0]['seed']}.json")
-    last = max(r["seed"] for r in ten["seeds"])
-    extra = [r for r in _every_seed(folder) if r["seed"] > last]
-    for r in extra:
+def test_round_16_repeated_round_14_on_an_h100_and_its_readme_line_counts_the_identical_weights():
+    """Round 16's runs are round 14's command on an H100, seeds from 1 on; the README counts the weights that match."""
+    h100, h200 = _every_seed("gpu_fp32_h100/"), {r["seed"]: r for r in _every_seed("gpu_fp32/")}
+    assert sorted(r["seed"] for r in h100) == list(range(1, len(h100) + 1)) and h100
+    for r in h100:
+        assert r["cuda_tf32"] is False and "H100" in r["gpu"] and r["torch"] == h200[r["seed"]]["torch"]
         assert r["config"] == STEPS[FINAL].config.to_dict() and r["spec"] == list(STEPS[FINAL].spec)
+    same = sum(r["checkpoint_sha256"] == h200[r["seed"]]["checkpoint_sha256"] for r in h100)
+    assert f"{same} of the {len(h100)} have the same checkpoint SHA-256" in render("<!-- begin:gpu_model -->\n<!-- end:gpu_model -->")
+
+
+def test_the_margin_table_counts_every_independent_run_of_both_models():
+    """The margin table pools every published run of each model (round 16's copies of round 14 are not new runs)."""
+    table = render("<!-- begin:margin -->\n<!-- end:margin -->")
+    for model, folders in ((FINAL, ("", "gpu/", "gpu_fp32/")), (STRETCH, ("", "gpu/"))):
+        runs = [r for folder in folders for r in _every_seed(folder, model)]
+        below = sum(r["test_acc"] < EXERCISE_BAR for r in runs)
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{model}` |"))
+        assert f"| {below} of {len(runs)} |" in row
+
+
+@pytest.mark.parametrize("folder, model", [("", FINAL), ("gpu/", FINAL), ("gpu_fp32/", FINAL), ("", STRETCH),
+                                           ("gpu/", STRETCH)])
+def test_the_extra_seeds_are_the_model_trained_like_its_table(folder, model):
+    """Seeds beyond a table's (final36 and stretch36 on the CPU, rounds 13-15 on a GPU) count only if they ran the
+    table's recipe on the table's setup."""
+    ten = _json(f"{folder}{model}_seeds.json")
+    first = _json(f"{folder}{model}_seed{ten['seeds'][0]['seed']}.json")
+    last = max(r["seed"] for r in ten["seeds"])
+    extra = [r for r in _every_seed(folder, model) if r["seed"] > last]
+    for r in extra:
+        assert r["config"] == STEPS[model].config.to_dict() and r["spec"] == list(STEPS[model].spec)
         assert r["epochs"] == ten["epochs"] and r["device"] == ten["device"] and r["torch"] == ten["torch"]
         if not folder:  # on the CPU, as many threads per run as the ten had
             assert r["cpu_threads"] == ten["cpu_threads"]
-        assert r.get("cuda_tf32") == first.get("cuda_tf32") and r.get("gpu") == first.get("gpu")  # on a GPU, alike
+        assert r.get("cuda_tf32", True) == first.get("cuda_tf32", True)  # on a GPU, TF32 alike (unrecorded: on)
+        assert first.get("gpu") in (None, r.get("gpu"))  # and the GPU too, where the table's runs name it
         assert r["history"]["val_acc"][r["best_epoch"] - 1] == max(r["history"]["val_acc"])  # chosen on val
     assert sorted(r["seed"] for r in extra) == list(range(last + 1, last + 1 + len(extra))), "consecutive, none left out"
 

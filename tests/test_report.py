@@ -9,7 +9,8 @@ import pytest
 from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
                           devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
-                          search_verdict, search_z_scores, tta_outcome)
+                          search_verdict, search_z_scores, tta_outcome, rate_upper_bound, runs_to_show, bar_verdict,
+                          identical_runs, ALLOWED_BELOW)
 
 RULE = LATE_RULES[3]
 
@@ -278,3 +279,35 @@ def test_chance_of_at_least_is_the_binomial_upper_tail():
     assert chance_of_at_least(0, 5, 0.3) == pytest.approx(1.0) and chance_of_at_least(1, 1, 0.3) == pytest.approx(0.3)
     assert chance_of_at_least(2, 3, 0.5) == pytest.approx(0.5)  # 2 or 3 heads of 3 fair coins: 4 of 8
     assert chance_of_at_least(4, 108, 0.01) < chance_of_at_least(4, 108, 0.02)  # a higher chance makes it likelier
+
+
+def test_the_upper_bound_on_a_chance_is_the_clopper_pearson_bound():
+    """With none of n runs below, the bound p solves (1 - p)^n = 5 %; more runs or fewer below make it smaller."""
+    assert rate_upper_bound(0, 72) == pytest.approx(1 - 0.05 ** (1 / 72), rel=1e-6)
+    assert 1 - chance_of_at_least(5, 108, rate_upper_bound(4, 108)) == pytest.approx(0.05, rel=1e-6)  # P(<= 4) at the bound
+    assert rate_upper_bound(0, 300) < rate_upper_bound(0, 72) < rate_upper_bound(1, 72) and rate_upper_bound(3, 3) == 1
+    n = runs_to_show()
+    assert rate_upper_bound(0, n) <= ALLOWED_BELOW < rate_upper_bound(0, n - 1)  # the fewest clean runs that show it
+
+
+def _setup(n: int, below: int) -> tuple[str, dict]:
+    return "x", {"n": n, "below": below}
+
+
+def test_the_bar_verdict_says_missed_met_or_not_shown_from_the_counts():
+    """Too many runs below the bar say missed; enough clean runs on every setup say met; anything else shows neither."""
+    assert bar_verdict([_setup(36, 1), _setup(36, 2), _setup(36, 1)]).startswith("**missed**")
+    assert bar_verdict([_setup(36, 0), _setup(36, 0)]).startswith("**not shown either way**")
+    assert bar_verdict([_setup(runs_to_show(), 0)]).startswith("**met**")
+    assert bar_verdict([_setup(runs_to_show(), 0), _setup(36, 0)]).startswith("**not shown")  # every setup must show it
+
+
+def test_identical_runs_match_seeds_by_their_weights_fingerprint(tmp_path):
+    """Runs count as the same only when the seed, the weights' SHA-256 and the test accuracy all agree."""
+    for folder, shas in (("a", "xyz"), ("b", "xyw")):
+        for s, sha in enumerate(shas, 1):
+            _write(tmp_path / folder, f"{LATE_BASE}_seed{s}.json", {"seed": s, "test_acc": 0.995, "device": "cuda",
+                                                                   "torch": "x", "checkpoint_sha256": sha, "gpu": folder})
+    c = identical_runs("a", "b", tmp_path, LATE_BASE)
+    assert (c["pairs"], c["identical"], c["of"], c["gpu"]) == (3, 2, 3, "a")
+    assert identical_runs("a", "missing", tmp_path, LATE_BASE) is None

@@ -175,6 +175,11 @@ def speed_table(path: Path = BENCHMARK) -> str:
     return b.get("markdown", "")
 
 
+_STRETCH_EXTRA = (("CPU", "by `bash scripts/reproduce_results.sh stretch36`, which publishes their metrics, not their weights"),
+                  ("GPU", "by `bash scripts/reproduce_results.sh gpu15`, round 15"))
+"""How the < 20k model's seeds beyond its five-seed tables were trained, on the CPU and on a GPU."""
+
+
 def stretch_table(results: Path = RESULTS) -> str:
     """The stretch goal (< 20,000 parameters, mean test accuracy over 5 seeds) on each device that has its runs."""
     parts = []
@@ -188,7 +193,8 @@ def stretch_table(results: Path = RESULTS) -> str:
         verdict = "met" if s["test_acc_mean"] >= STRETCH_GOAL and s["parameters"] < 20_000 else "not met"
         parts.append(f"`{STRETCH}` on `{s['device']}`: {s['parameters']:,} parameters, {s['epochs']} epochs, mean "
                      f"test accuracy {pct(s['test_acc_mean'])} ± {pct(s['test_acc_std'])} over {len(s['seeds'])} "
-                     f"seeds: stretch goal (mean >= {pct(STRETCH_GOAL)}) **{verdict}**.\n\n" + seeds_table(folder, STRETCH))
+                     f"seeds: stretch goal (mean >= {pct(STRETCH_GOAL)}) **{verdict}**.\n\n" + seeds_table(folder, STRETCH)
+                     + "\n\n" + _all_seeds_line(all_seeds(folder, STRETCH), *_STRETCH_EXTRA[folder.name == "gpu"]))
     return "\n\n".join(parts) or seeds_table(results, STRETCH)
 
 
@@ -504,6 +510,101 @@ def tf32_line(results: Path = RESULTS) -> str:
             f"{on['below']} of {on['n']} with it on, {cpu['below']} of {cpu['n']} on the CPU: {t['below']} of all "
             f"{t['n']} published runs of `{FINAL}` on the three setups ({pct(t['below'] / t['n'], 1)}). And "
             f"{tf32_verdict(t)}.")
+
+
+CONFIDENCE = 0.95
+"""How sure an upper bound on a chance must be before the report says a count shows the chance is that low."""
+
+
+def rate_upper_bound(k: int, n: int, level: float = CONFIDENCE) -> float:
+    """The highest chance per run that gives k or fewer of n runs below the bar at least 1 - level of the time (Clopper-Pearson)."""
+    if k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(60):  # bisection: P(k or fewer) falls as the chance grows
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if 1 - chance_of_at_least(k + 1, n, mid) > 1 - level else (lo, mid)
+    return hi
+
+
+def runs_to_show(allowed: float = ALLOWED_BELOW, level: float = CONFIDENCE) -> int:
+    """How many runs, none below the bar, it takes before the count alone shows a chance of at most `allowed`."""
+    return math.ceil(math.log(1 - level) / math.log(1 - allowed))
+
+
+def margin_setups(results: Path = RESULTS) -> dict[str, list[tuple[str, dict]]]:
+    """Every published setup of the final and the < 20k model, as (name, `all_seeds` dict), the runs a learner could get.
+
+    Round 16's H100 copies of round 14's runs are left out: they have round 14's bits, so they are not new runs.
+    """
+    gpu = gpu_all_seeds(results)
+    final = [("CPU", cpu_all_seeds(results)), ("GPU", gpu if gpu and gpu["model"] == FINAL else None),
+             ("GPU, TF32 off", gpu_fp32_all_seeds(results))]
+    stretch = [("CPU", all_seeds(results, STRETCH)), ("GPU", all_seeds(results / "gpu", STRETCH))]
+    return {m: [(name, g) for name, g in setups if g is not None] for m, setups in ((FINAL, final), (STRETCH, stretch))}
+
+
+def bar_verdict(setups: list[tuple[str, dict]]) -> str:
+    """What the counts of runs below the bar say of "passes with >= 99 % probability" on every setup, in words."""
+    n, below = sum(g["n"] for _, g in setups), sum(g["below"] for _, g in setups)
+    tail = chance_of_at_least(below, n, ALLOWED_BELOW)
+    if tail < MISS_LEVEL:
+        return (f"**missed**: with a chance of {pct(ALLOWED_BELOW, 0)} or less on every setup, {below} or more of {n} "
+                f"runs would come up at most {pct(tail, 1)} of the time")
+    if all(rate_upper_bound(g["below"], g["n"]) <= ALLOWED_BELOW for _, g in setups):
+        return f"**met**: every setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)}"
+    what = "no run" if below == 0 else f"{below} or fewer runs"
+    return (f"**not shown either way** by the counts: at a chance of {pct(ALLOWED_BELOW, 0)} per run, {what} below the "
+            f"bar in {n} would come up {pct(1 - chance_of_at_least(below + 1, n, ALLOWED_BELOW), 0)} of the time, and "
+            f"showing the chance lower takes {runs_to_show()} runs on a setup with none below")
+
+
+def margin_table(results: Path = RESULTS) -> str:
+    """Which model passes the bar with >= 99 % probability: every published run of each, per setup and pooled."""
+    rows = []
+    for model, setups in margin_setups(results).items():
+        if not setups:
+            continue
+        n, below = sum(g["n"] for _, g in setups), sum(g["below"] for _, g in setups)
+        rows.append([f"`{model}`", f"{count_parameters(STEPS[model].build()):,}",
+                     "; ".join(f"{name}: {g['below']} of {g['n']}" for name, g in setups), f"{below} of {n}",
+                     "; ".join(f"{name}: {pct(rate_upper_bound(g['below'], g['n']), 1)}" for name, g in setups),
+                     "; ".join(f"{name}: {pct(below_bar_probability(g['test_acc_mean'], g['test_acc_std']), 2)}"
+                               for name, g in setups), bar_verdict(setups)])
+    if not rows:
+        return "_No multi-seed runs yet: see scripts/reproduce_results.sh._"
+    return markdown_table(["Model", "Params", f"Runs below {pct(EXERCISE_BAR, 1)}, per setup", "All setups",
+                           f"Chance per run: {pct(CONFIDENCE, 0)} upper bound from the count",
+                           "Chance per run: normal approximation", f"Passes with >= {pct(1 - ALLOWED_BELOW, 0)}?"], rows)
+
+
+def identical_runs(folder: str, like: str, results: Path = RESULTS, model: str = FINAL) -> Optional[dict]:
+    """Runs in results/<folder> against the runs of the same seeds in results/<like>: how many share their weights' SHA-256."""
+    a, b = all_seeds(results / folder, model), all_seeds(results / like, model)
+    if a is None or b is None:
+        return None
+    theirs = {r["seed"]: r for r in b["seeds"]}
+    pairs = [(r, theirs[r["seed"]]) for r in a["seeds"] if r["seed"] in theirs]
+    return {"runs": a["seeds"], "of": b["n"], "pairs": len(pairs),
+            "identical": sum(r["checkpoint_sha256"] == t["checkpoint_sha256"] and r["test_acc"] == t["test_acc"]
+                             for r, t in pairs),
+            "gpu": _one_or_all(r.get("gpu") for r in a["seeds"])}
+
+
+def gpu_model_line(results: Path = RESULTS) -> str:
+    """The README's sentence on round 16: round 14's TF32-off runs trained again on an H100, compared bit for bit."""
+    c = identical_runs("gpu_fp32_h100", "gpu_fp32", results)
+    if c is None:
+        return "_Round 16 is compared once its runs exist: `bash scripts/reproduce_results.sh gpu16` on an H100._"
+    seeds = _seed_range([r["seed"] for r in c["runs"]])
+    same = c["identical"] == c["pairs"]
+    return (f"Round 16 has trained {len(c['runs'])} of round 14's {c['of']} seeds again (seeds {seeds}) on `{c['gpu']}` with "
+            f"TF32 off (`results/gpu_fp32_h100/`); {c['identical']} of the {c['pairs']} have the same checkpoint SHA-256 "
+            f"and test accuracy as round 14's run of the same seed. "
+            + ("With TF32 off the two GPUs computed the same bits, so round 14's runs are what this GPU gives, and TF32 "
+               "was the one difference between rounds 13 and 14. These copies add no new runs, and no count includes "
+               "them." if same else
+               "The GPU model changes some runs, so rounds 13 and 14 differ in more than TF32."))
 
 
 def tried_table(results: Path = RESULTS) -> str:
@@ -976,7 +1077,7 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "seeds_cpu_all": cpu_all_seeds_line,
           "devices": devices_line,
           "seeds_gpu_fp32": gpu_fp32_seeds,
-          "tf32": tf32_line,
+          "tf32": tf32_line, "gpu_model": gpu_model_line, "margin": margin_table,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
