@@ -89,7 +89,7 @@ def test_round_16_repeated_round_14_on_an_h100_and_its_readme_line_counts_the_id
         assert r["cuda_tf32"] is False and "H100" in r["gpu"] and r["torch"] == h200[r["seed"]]["torch"]
         assert r["config"] == STEPS[FINAL].config.to_dict() and r["spec"] == list(STEPS[FINAL].spec)
     same = sum(r["checkpoint_sha256"] == h200[r["seed"]]["checkpoint_sha256"] for r in h100)
-    assert f"{same} of the {len(h100)} have the same checkpoint SHA-256" in render("<!-- begin:gpu_model -->\n<!-- end:gpu_model -->")
+    assert f"{same} of the {len(h100)} that both have share their checkpoint's SHA-256" in render("<!-- begin:gpu_model -->\n<!-- end:gpu_model -->")
 
 
 def test_the_margin_table_counts_every_independent_run_of_both_models():

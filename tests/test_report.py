@@ -9,7 +9,7 @@ import pytest
 from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
                           devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
-                          search_verdict, search_z_scores, tta_outcome, rate_upper_bound, runs_to_show, bar_verdict,
+                          search_verdict, search_z_scores, tta_outcome, rate_upper_bound, clean_runs_needed, bar_verdict,
                           identical_runs, ALLOWED_BELOW)
 
 RULE = LATE_RULES[3]
@@ -286,8 +286,11 @@ def test_the_upper_bound_on_a_chance_is_the_clopper_pearson_bound():
     assert rate_upper_bound(0, 72) == pytest.approx(1 - 0.05 ** (1 / 72), rel=1e-6)
     assert 1 - chance_of_at_least(5, 108, rate_upper_bound(4, 108)) == pytest.approx(0.05, rel=1e-6)  # P(<= 4) at the bound
     assert rate_upper_bound(0, 300) < rate_upper_bound(0, 72) < rate_upper_bound(1, 72) and rate_upper_bound(3, 3) == 1
-    n = runs_to_show()
+    n = clean_runs_needed()
     assert rate_upper_bound(0, n) <= ALLOWED_BELOW < rate_upper_bound(0, n - 1)  # the fewest clean runs that show it
+    assert rate_upper_bound(0, 5000) == pytest.approx(1 - 0.05 ** (1 / 5000), rel=1e-6)  # many runs: no overflow
+    with pytest.raises(ValueError):
+        rate_upper_bound(4, 3)
 
 
 def _setup(n: int, below: int) -> tuple[str, dict]:
@@ -298,8 +301,10 @@ def test_the_bar_verdict_says_missed_met_or_not_shown_from_the_counts():
     """Too many runs below the bar say missed; enough clean runs on every setup say met; anything else shows neither."""
     assert bar_verdict([_setup(36, 1), _setup(36, 2), _setup(36, 1)]).startswith("**missed**")
     assert bar_verdict([_setup(36, 0), _setup(36, 0)]).startswith("**not shown either way**")
-    assert bar_verdict([_setup(runs_to_show(), 0)]).startswith("**met**")
-    assert bar_verdict([_setup(runs_to_show(), 0), _setup(36, 0)]).startswith("**not shown")  # every setup must show it
+    assert bar_verdict([_setup(clean_runs_needed(), 0)]).startswith("**met**")
+    assert bar_verdict([_setup(clean_runs_needed(), 0), _setup(36, 0)]).startswith("**not shown")  # every setup must show it
+    with pytest.raises(ValueError):
+        bar_verdict([])  # no runs say nothing, least of all "met"
 
 
 def test_identical_runs_match_seeds_by_their_weights_fingerprint(tmp_path):
