@@ -10,7 +10,7 @@ from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, 
                           devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
                           search_verdict, search_z_scores, tta_outcome, rate_upper_bound, clean_runs_needed, bar_verdict,
-                          identical_runs, ALLOWED_BELOW)
+                          identical_runs, ALLOWED_BELOW, chance_of_at_most)
 
 RULE = LATE_RULES[3]
 
@@ -279,6 +279,9 @@ def test_chance_of_at_least_is_the_binomial_upper_tail():
     assert chance_of_at_least(0, 5, 0.3) == pytest.approx(1.0) and chance_of_at_least(1, 1, 0.3) == pytest.approx(0.3)
     assert chance_of_at_least(2, 3, 0.5) == pytest.approx(0.5)  # 2 or 3 heads of 3 fair coins: 4 of 8
     assert chance_of_at_least(4, 108, 0.01) < chance_of_at_least(4, 108, 0.02)  # a higher chance makes it likelier
+    for k in (0, 4, 108):  # the two tails share one binomial: "k or more" and "k - 1 or fewer" make up every count
+        assert chance_of_at_least(k, 108, 0.01) + chance_of_at_most(k - 1, 108, 0.01) == pytest.approx(1.0)
+    assert chance_of_at_least(1, 3000, 0.01) == pytest.approx(1 - 0.99 ** 3000)  # large n: no overflow
 
 
 def test_the_upper_bound_on_a_chance_is_the_clopper_pearson_bound():

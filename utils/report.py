@@ -54,9 +54,22 @@ ALLOWED_BELOW = 0.01
 """The issue's ceiling on the chance that one run, on any machine, falls below the bar (it passes with >= 99 %)."""
 
 
+def binomial_chance(j: int, n: int, p: float) -> float:
+    """The chance of exactly j successes in n tries, each with chance p (in logs, so large n do not overflow)."""
+    if p <= 0 or p >= 1:
+        return float(j == (0 if p <= 0 else n))
+    return math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * math.log(p)
+                    + (n - j) * math.log1p(-p))
+
+
 def chance_of_at_least(k: int, n: int, p: float) -> float:
     """The binomial chance of k or more successes in n tries, each with chance p: how surprising a count this high is."""
-    return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+    return min(1.0, sum(binomial_chance(j, n, p) for j in range(max(k, 0), n + 1)))
+
+
+def chance_of_at_most(k: int, n: int, p: float) -> float:
+    """The binomial chance of k or fewer successes in n tries, each with chance p: how surprising a count this low is."""
+    return min(1.0, sum(binomial_chance(j, n, p) for j in range(min(k, n) + 1)))
 
 
 def below_bar_probability(mean: float, std: float, bar: float = EXERCISE_BAR) -> float:
@@ -517,14 +530,6 @@ def tf32_line(results: Path = RESULTS) -> str:
 
 CONFIDENCE = 1 - MISS_LEVEL
 """How sure a one-sided upper bound on a chance must be before the report says a count shows the chance is that low."""
-
-
-def chance_of_at_most(k: int, n: int, p: float) -> float:
-    """The binomial chance of k or fewer successes in n tries, each with chance p (in logs, so large n do not overflow)."""
-    if p <= 0 or p >= 1:
-        return 1.0 if p <= 0 or k >= n else 0.0
-    return min(1.0, sum(math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * math.log(p)
-                                 + (n - j) * math.log1p(-p)) for j in range(k + 1)))
 
 
 def rate_upper_bound(k: int, n: int, level: float = CONFIDENCE) -> float:
