@@ -50,6 +50,12 @@ train_seed() {  # MODEL SEED OUT DEVICE [OPTION...]: train one published seed in
   [ -f "$out/${model}_seed$seed.json" ] ||
     later train --model "$model" --seed "$seed" --out "$out" --device "$device" "$@" > "$out/${model}_seed$seed.log" 2>&1
 }
+train_seeds() {  # FIRST LAST MODEL OUT DEVICE [OPTION...]: train_seed each seed from FIRST to LAST in order, then wait
+  local first=$1 last=$2
+  shift 2
+  for seed in $(seq "$first" "$last"); do train_seed "$1" "$seed" "${@:2}"; done
+  wait
+}
 summarize() { train --model "$1" --seeds $(seeds "$2") --summarize --out "$3"; }  # MODEL N OUT
 multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OUT DEVICE: N seeds, then their summary
 
@@ -116,30 +122,25 @@ case "${1:-all}" in
     wait
     ;;
   final36)  # the final model's seeds 11-36 on this CPU, in seed order, beside its ten (their summary stays the ten's)
-    for seed in $(seq 11 36); do train_seed "$FINAL" "$seed" results cpu; done
-    wait
+    train_seeds 11 36 "$FINAL" results cpu
     ;;
   gpu14)  # round 14: the final model's seeds 1-36 on a GPU with TF32 off, in seed order (the first ten: a table); 18 at
           # once took about 240 s each on an H200; a second call resumes where a time limit cut the first off
     JOBS=${JOBS_GPU:-18}
-    for seed in $(seeds 36); do train_seed "$FINAL" "$seed" results/gpu_fp32 cuda --no-tf32; done
-    wait
+    train_seeds 1 36 "$FINAL" results/gpu_fp32 cuda --no-tf32
     summarize "$FINAL" 10 results/gpu_fp32
     ;;
   stretch36)  # the < 20k model's seeds 6-36 on this CPU, in seed order, beside its five (their summary stays the five's)
-    for seed in $(seq 6 36); do train_seed "$STRETCH" "$seed" results cpu; done
-    wait
+    train_seeds 6 36 "$STRETCH" results cpu
     ;;
   gpu15)  # round 15: the < 20k model's seeds 6-36 on a GPU with torch's default (TF32 on, as its five GPU seeds), in
           # seed order, 16 at once; its summary stays the five's
     JOBS=${JOBS_GPU:-16}
-    for seed in $(seq 6 36); do train_seed "$STRETCH" "$seed" results/gpu cuda; done
-    wait
+    train_seeds 6 36 "$STRETCH" results/gpu cuda
     ;;
   gpu16)  # round 16: round 14 on round 13's GPU model (an H100), so that TF32 is the only difference from round 13
     JOBS=${JOBS_GPU:-18}
-    for seed in $(seeds 36); do train_seed "$FINAL" "$seed" results/gpu_fp32_h100 cuda --no-tf32; done
-    wait
+    train_seeds 1 36 "$FINAL" results/gpu_fp32_h100 cuda --no-tf32
     summarize "$FINAL" 10 results/gpu_fp32_h100
     ;;
   *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu16|final36|stretch36|rounds]" >&2

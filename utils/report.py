@@ -15,7 +15,7 @@ from functools import partial
 from itertools import takewhile
 from pathlib import Path
 from statistics import NormalDist
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -485,8 +485,7 @@ def tf32_comparison(results: Path = RESULTS) -> Optional[dict]:
         reading = "not narrower than with TF32, against the prediction for TF32"
     log_ratio = math.log(cpu["test_acc_std"] / on["test_acc_std"])
     expected_z = log_ratio / log_std_ratio_se(on["n"], off["n"])
-    every = [on, off, cpu]
-    n, below = sum(g["n"] for g in every), sum(g["below"] for g in every)
+    below, n = pooled_below([on, off, cpu])
     return {"on": on, "off": off, "cpu": cpu, "vs_on": vs_on, "vs_cpu": vs_cpu, "reading": reading,
             "power": NormalDist().cdf(-Z_BAR - expected_z),
             "seeds_for_90": math.ceil(((Z_BAR + NormalDist().inv_cdf(0.9)) / abs(log_ratio)) ** 2 + 1),  # se(n, n) = 1/sqrt(n-1)
@@ -532,6 +531,12 @@ CONFIDENCE = 1 - MISS_LEVEL
 """How sure a one-sided upper bound on a chance must be before the report says a count shows the chance is that low."""
 
 
+def pooled_below(sets: Iterable[dict]) -> tuple[int, int]:
+    """(runs below the bar, runs) over several `all_seeds` dicts: the count a verdict on every setup at once reads."""
+    sets = list(sets)
+    return sum(g["below"] for g in sets), sum(g["n"] for g in sets)
+
+
 def rate_upper_bound(k: int, n: int, level: float = CONFIDENCE) -> float:
     """The one-sided upper bound (Clopper-Pearson) on a chance seen k times in n tries: the highest chance per run that
     gives k or fewer at least 1 - level of the time."""
@@ -573,7 +578,7 @@ def bar_verdict(setups: list[tuple[str, dict]]) -> str:
     """
     if not setups:
         raise ValueError("bar_verdict needs the runs of at least one setup")
-    n, below = sum(g["n"] for _, g in setups), sum(g["below"] for _, g in setups)
+    below, n = pooled_below(g for _, g in setups)
     tail = chance_of_at_least(below, n, ALLOWED_BELOW)
     if tail < MISS_LEVEL:
         return (f"**missed** on at least one setup (the counts do not say which): with a chance of "
@@ -593,7 +598,7 @@ def margin_table(results: Path = RESULTS) -> str:
     for model, setups in margin_setups(results).items():
         if not setups:
             continue
-        n, below = sum(g["n"] for _, g in setups), sum(g["below"] for _, g in setups)
+        below, n = pooled_below(g for _, g in setups)
         rows.append([f"`{model}`", f"{count_parameters(STEPS[model].build()):,}",
                      "; ".join(f"{name}: {g['below']} of {g['n']}" for name, g in setups), f"{below} of {n}",
                      "; ".join(f"{name}: {pct(rate_upper_bound(g['below'], g['n']), 1)}" for name, g in setups),
