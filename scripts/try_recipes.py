@@ -270,8 +270,9 @@ ROUND13: dict[str, tuple[str, str, float, dict]] = {"silu": ROUND12["silu"]}
 # the pool are unpadded, so its maps shrink 14 -> 12 -> 10 -> 8 -> 6 and the last conv works on 36 positions. Step 8
 # gained its margin from padding in the first block (the same parameters applied at more positions), and round 2's
 # padding at 28 and 14 gained +0.040 pp on two seeds without being followed up. pad14 pads all four separable convs, so
-# every one works on the whole 14x14 map: the same 7,464 parameters, the same receptive field (22 px), about twice the
-# computation per image. One candidate, so the best of several does not profit from luck; everything else is step 10's.
+# every one works on the whole 14x14 map: the same 7,464 parameters, the same receptive field (22 px), about 1.5 times
+# the multiply-adds per image (twice the time per training step on this CPU). One candidate, so the best of several
+# does not profit from luck; everything else is step 10's.
 # Adoption rule, written down before any of these runs started (validation only; no test number of pad14 exists):
 # stage 1: pad14 goes on to stage 2 if its five-seed (1-5) mean best-validation accuracy beats 10_separable's published
 # CPU runs of seeds 1-5 by at least 0.03 pp. Stage 2: it trains seeds 6-10 and becomes the final model (step 11) only if

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.models import (FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, parameter_table,
+from utils.models import (FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, multiply_adds,
+                          parameter_table,
                           receptive_field, split_overrides, step_changes, step_settings)
 
 
@@ -132,3 +133,14 @@ def test_the_activation_is_a_choice_that_costs_no_parameters_and_unknown_ones_ar
 def test_a_variations_overrides_split_into_the_models_options_and_the_recipes():
     assert split_overrides({"activation": "silu", "lr": 0.1}) == ({"activation": "silu"}, {"lr": 0.1})
     assert split_overrides({"clean_epochs": 2}) == ({}, {"clean_epochs": 2})
+
+
+def test_multiply_adds_count_each_convolution_at_every_output_position_and_padding_only_adds_positions():
+    plain, padded = Net(["c8", "s16", "G"]), Net(["c8p", "s16p", "G"])
+    rows = multiply_adds(plain)
+    # c8: 26x26 positions of 3·3·1·8; s16: a depthwise 3·3 per channel and a 1x1 8 -> 16, both on 24x24; head: 1x1 16 -> 10
+    assert [r["multiply_adds"] for r in rows] == [26 * 26 * 72, 24 * 24 * 72, 24 * 24 * 128, 160]
+    assert [r["out"] for r in multiply_adds(padded)][:3] == [28, 28, 28]
+    assert count_parameters(plain) == count_parameters(padded)
+    assert sum(r["multiply_adds"] for r in multiply_adds(padded)) > sum(r["multiply_adds"] for r in rows)
+    assert plain.training, "counting leaves the model in the mode it was in"

@@ -150,6 +150,30 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def multiply_adds(model: nn.Module, input_size: int = 28) -> list[dict]:
+    """Per convolution: its output map size and the multiply-adds it costs one image, (k·k·C_in / groups)·C_out per position."""
+    rows: list[dict] = []
+
+    def count(name: str):
+        def hook(m: nn.Conv2d, inp, out: Tensor) -> None:
+            per_position = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups * m.out_channels
+            rows.append({"layer": name, "out": out.shape[-1], "positions": out.shape[-2] * out.shape[-1],
+                         "per_position": per_position, "multiply_adds": per_position * out.shape[-2] * out.shape[-1]})
+        return hook
+
+    hooks = [m.register_forward_hook(count(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 1, input_size, input_size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
 def final_receptive_field(model: nn.Module, input_size: int = 28) -> int:
     """The receptive field of the last spatial layer before the global average pooling."""
     rows = receptive_field(model, input_size)
