@@ -19,7 +19,9 @@
 #                                               # 14 got an H200) -> results/gpu_fp32_h100/
 #   bash scripts/reproduce_results.sh round17   # round 17 alone: the separable stack padded (validation only; two
 #                                               # stages) -> results/tried_round17{,_confirm}/
-#   bash scripts/reproduce_results.sh rounds    # rounds 3-7, 10-12 and 17 of variations (validation only) -> results/tried_round*/,
+#   bash scripts/reproduce_results.sh round18   # round 18 alone: channel attention after every separable conv
+#                                               # (validation only; two stages) -> results/tried_round18{,_confirm}/
+#   bash scripts/reproduce_results.sh rounds    # rounds 3-7, 10-12, 17 and 18 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
@@ -61,20 +63,18 @@ train_seeds() {  # FIRST LAST MODEL OUT DEVICE [OPTION...]: train_seed each seed
 summarize() { train --model "$1" --seeds $(seeds "$2") --summarize --out "$3"; }  # MODEL N OUT
 multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OUT DEVICE: N seeds, then their summary
 
-round17() {  # round 17: the separable stack padded, maps stay 14x14; stage 1, then stage 2 if it passed
-  python scripts/try_recipes.py --round 17 --jobs "$JOBS"
-  python scripts/try_recipes.py --round 17 --confirm --jobs "$JOBS"
+two_stages() {  # N: round N's stage 1, then stage 2 (its finalist on fresh seeds) if one passed
+  python scripts/try_recipes.py --round "$1" --jobs "$JOBS"
+  python scripts/try_recipes.py --round "$1" --confirm --jobs "$JOBS"
 }
-rounds() {  # rounds 3-7, 10-12 and 17: variations of the final (or < 20k) model of their time on this CPU, validation only
+rounds() {  # rounds 3-7, 10-12, 17 and 18: variations of the final (or < 20k) model of their time on this CPU, validation only
   for n in 3 4 5 6 7; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
   python scripts/try_tta.py  # round 9: TTA on the final model's published checkpoints, validation only, no training
-  python scripts/try_recipes.py --round 10 --jobs "$JOBS"  # round 10: which weights are kept; stage 1, then stage 2
-  python scripts/try_recipes.py --round 10 --confirm --jobs "$JOBS"
-  python scripts/try_recipes.py --round 11 --jobs "$JOBS"  # round 11: the last epochs without augmentation; two stages
-  python scripts/try_recipes.py --round 11 --confirm --jobs "$JOBS"
-  python scripts/try_recipes.py --round 12 --jobs "$JOBS"  # round 12: SiLU instead of ReLU; two stages
-  python scripts/try_recipes.py --round 12 --confirm --jobs "$JOBS"
-  round17
+  two_stages 10  # round 10: which weights are kept
+  two_stages 11  # round 11: the last epochs without augmentation
+  two_stages 12  # round 12: SiLU instead of ReLU
+  two_stages 17  # round 17: the separable stack padded, maps stay 14x14
+  two_stages 18  # round 18: channel attention (ECA) after every separable conv
 }
 
 case "${1:-all}" in
@@ -92,7 +92,8 @@ case "${1:-all}" in
     rounds
     ;;
   rounds) rounds ;;
-  round17) round17 ;;
+  round17) two_stages 17 ;;
+  round18) two_stages 18 ;;
   final) multiseed "$FINAL" 10 results cpu ;;
   stretch) multiseed "$STRETCH" 5 results cpu ;;
   gpu)  # one job slot per CPU core; the GPU has room for all of them
@@ -151,7 +152,7 @@ case "${1:-all}" in
     train_seeds 1 36 "$FINAL" results/gpu_fp32_h100 cuda --no-tf32
     summarize "$FINAL" 10 results/gpu_fp32_h100
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu16|final36|stretch36|rounds|round17]" >&2
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu16|final36|stretch36|rounds|round17|round18]" >&2
      exit 2 ;;
 esac
 python -m utils.report

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.models import (FINAL, STEPS, Net, build_model, count_parameters, final_receptive_field, multiply_adds,
+from utils.models import (FINAL, STEPS, ChannelGate, Net, build_model, count_parameters, final_receptive_field, multiply_adds,
                           parameter_table,
                           receptive_field, split_overrides, step_changes, step_settings)
 
@@ -144,3 +144,20 @@ def test_multiply_adds_count_each_convolution_at_every_output_position_and_paddi
     assert count_parameters(plain) == count_parameters(padded)
     assert sum(r["multiply_adds"] for r in multiply_adds(padded)) > sum(r["multiply_adds"] for r in rows)
     assert plain.training, "counting leaves the model in the mode it was in"
+
+
+def test_channel_attention_gates_each_channel_by_its_neighbours_means_and_costs_three_weights_per_separable_layer():
+    spec = list(STEPS[FINAL].spec)
+    plain, gated = Net(spec), Net(spec, attention="eca")
+    separable = sum(t.startswith("s") for t in spec)
+    assert count_parameters(gated) - count_parameters(plain) == 3 * separable
+    gate = ChannelGate()
+    with torch.no_grad():
+        gate.conv.weight.copy_(torch.tensor([[[0.0, 1.0, 0.0]]]))  # each channel's gate: the sigmoid of its own mean
+    x = torch.zeros(2, 3, 4, 4)
+    x[:, 1] = 2.0
+    assert torch.allclose(gate(x)[:, 1], torch.full((2, 4, 4), 2.0 * torch.sigmoid(torch.tensor(2.0)).item()))
+    assert torch.equal(gate(x)[:, 0], x[:, 0])
+    assert final_receptive_field(gated) == final_receptive_field(plain)
+    with pytest.raises(ValueError, match="unknown attention 'se'; choose one of none, eca"):
+        Net(["c8", "G"], attention="se")

@@ -16,7 +16,9 @@ from .config import TrainConfig
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
 """What follows each convolution's BatchNorm: ReLU, max(0, x), or SiLU, x·sigmoid(x), a smooth ReLU that lets small
 negative values through."""
-MODEL_OPTIONS = ("activation",)
+ATTENTIONS = ("none", "eca")
+"""What may follow each separable layer's activation: nothing, or `ChannelGate` (efficient channel attention, ECA)."""
+MODEL_OPTIONS = ("activation", "attention")
 """`Net`'s keyword arguments that a variation of a recipe may change (scripts/try_recipes.py), besides the spec and dropout."""
 
 
@@ -26,24 +28,38 @@ def split_overrides(overrides: dict) -> tuple[dict, dict]:
     return model, {k: v for k, v in overrides.items() if k not in model}
 
 
+class ChannelGate(nn.Module):
+    """Efficient channel attention (ECA, Wang et al. 2020): scales each channel by a sigmoid of a 1-D conv over the channels' means."""
+
+    def __init__(self, k: int = 3):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)  # k weights, shared by every channel
+
+    def forward(self, x: Tensor) -> Tensor:
+        means = x.mean((2, 3)).unsqueeze(1)  # N x 1 x C: each channel's average over the map
+        return x * torch.sigmoid(self.conv(means)).transpose(1, 2).unsqueeze(-1)  # N x C x 1 x 1 gates
+
+
 class Net(nn.Module):
     """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv (`s16p`: padded), `M` max-pool, `G` GAP head.
 
     A separable conv (`s`) is a depthwise 3x3 conv (one 3x3 filter per input channel, 9·C_in weights)
     followed by a 1x1 conv to the output channels (C_in·C_out), instead of 9·C_in·C_out weights.
-    Every `c`, `t` and `s` layer is conv -> (BatchNorm) -> ReLU (or `activation`), followed by Dropout once the maps are
-    small (after the first max-pool, where most of the weights live and dropout costs little time),
-    except the last conv before the head. `G` averages each channel over the whole map (GAP), then
+    Every `c`, `t` and `s` layer is conv -> (BatchNorm) -> ReLU (or `activation`), then, after an `s` layer when
+    `attention` is "eca", a `ChannelGate`; then Dropout once the maps are small (after the first max-pool, where most of
+    the weights live and dropout costs little time), except the last conv before the head. `G` averages each channel over the whole map (GAP), then
     a 1x1 conv maps the channels to the 10 classes. The output is log-probabilities (N x 10).
     """
 
     def __init__(self, spec: Sequence[str], batchnorm: bool = True, dropout: float = 0.0, num_classes: int = 10,
-                 activation: str = "relu"):
+                 activation: str = "relu", attention: str = "none"):
         super().__init__()
         if not spec or spec[-1] != "G":
             raise ValueError(f"a spec must end with the GAP head 'G', got {list(spec)}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {attention!r}; choose one of {', '.join(ATTENTIONS)}")
         self.spec = list(spec)
         layers: list[nn.Module] = []
         channels = 1
@@ -67,6 +83,8 @@ class Net(nn.Module):
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(ACTIVATIONS[activation]())
+            if kind == "s" and attention == "eca":
+                layers.append(ChannelGate())
             if dropout and pooled and i != last_conv:
                 layers.append(nn.Dropout(dropout))
             channels = out
