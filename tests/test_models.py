@@ -141,6 +141,8 @@ def test_multiply_adds_count_each_convolution_at_every_output_position_and_paddi
     # c8: 26x26 positions of 3·3·1·8; s16: a depthwise 3·3 per channel and a 1x1 8 -> 16, both on 24x24; head: 1x1 16 -> 10
     assert [r["multiply_adds"] for r in rows] == [26 * 26 * 72, 24 * 24 * 72, 24 * 24 * 128, 160]
     assert [r["out"] for r in multiply_adds(padded)][:3] == [28, 28, 28]
+    assert [r["kind"] for r in rows] == ["3x3, 1 -> 8 channels", "depthwise 3x3, 8 -> 8 channels", "1x1, 8 -> 16 channels",
+                                         "1x1, 16 -> 10 channels"]
     assert count_parameters(plain) == count_parameters(padded)
     assert sum(r["multiply_adds"] for r in multiply_adds(padded)) > sum(r["multiply_adds"] for r in rows)
     assert plain.training, "counting leaves the model in the mode it was in"

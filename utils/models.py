@@ -169,13 +169,16 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def multiply_adds(model: nn.Module, input_size: int = 28) -> list[dict]:
-    """Per convolution: its output map size and the multiply-adds it costs one image, (k·k·C_in / groups)·C_out per position."""
+    """Per convolution: its kind, output map size and the multiply-adds it costs one image, (k·k·C_in / groups)·C_out per position."""
     rows: list[dict] = []
 
     def count(name: str):
         def hook(m: nn.Conv2d, inp, out: Tensor) -> None:
             per_position = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups * m.out_channels
-            rows.append({"layer": name, "out": out.shape[-1], "positions": out.shape[-2] * out.shape[-1],
+            size = f"{m.kernel_size[0]}x{m.kernel_size[1]}"
+            kind = f"depthwise {size}" if m.groups == m.in_channels > 1 else size
+            rows.append({"layer": name, "kind": f"{kind}, {m.in_channels} -> {m.out_channels} channels",
+                         "out": out.shape[-1], "positions": out.shape[-2] * out.shape[-1],
                          "per_position": per_position, "multiply_adds": per_position * out.shape[-2] * out.shape[-1]})
         return hook
 

@@ -46,6 +46,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 EXERCISE_BAR = 0.994
 """The exercise's bar: every run must reach 99.4 % test accuracy."""
+PARAMS_GOAL = 8_000
+"""Our parameter goal for the final model: fewer than this many (the exercise allows fewer than 20,000)."""
 GOAL_MEAN, GOAL_MIN = 0.9955, 0.9945
 """Our goals for the final model over ten seeds (issue "A margin for every learner")."""
 STRETCH_GOAL = 0.9962
@@ -117,7 +119,7 @@ def requirements_table(results: Path = RESULTS) -> str:
          _ok(low >= GOAL_MIN)],
         ["Test accuracy (mean of seeds, our goal)", f">= {pct(GOAL_MEAN)}",
          achieved(lambda r: f"{pct(r['test_acc_mean'])} ± {pct(r['test_acc_std'])}"), _ok(mean >= GOAL_MEAN)],
-        ["Parameters", "< 20,000 (our goal: < 8,000)", f"{s['parameters']:,}", _ok(s["parameters"] < 8000)],
+        ["Parameters", "< 20,000 (our goal: < 8,000)", f"{s['parameters']:,}", _ok(s["parameters"] < PARAMS_GOAL)],
         ["Epochs", "< 20 (our goal: <= 15)", s["epochs"], _ok(s["epochs"] <= 15)],
         ["BatchNorm", "yes", "yes" if step.batchnorm else "no", _ok(step.batchnorm)],
         ["Dropout", "yes", f"p = {step.dropout}" if step.dropout else "no", _ok(step.dropout > 0)],
@@ -1098,7 +1100,8 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                  f"against the base's {pct(o['confirm']['mean'] - o['confirm_gain'], 3)}, "
                  f"{100 * o['confirm_gain']:+.3f} pp")
     elif "confirm" in rule and not o["adopted"]:
-        text += ", so no candidate went on to fresh seeds"
+        text += (", so it trained no fresh seeds" if len(rule["candidates"]) == 1
+                 else ", so no candidate went on to fresh seeds")
     text += ": " + verdict
     if "stretch" in o:
         sb = rule["stretch_base"]
