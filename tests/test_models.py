@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from utils.models import (FINAL, STEPS, ChannelGate, Net, build_model, count_parameters, final_receptive_field, multiply_adds,
-                          parameter_table,
-                          receptive_field, split_overrides, step_changes, step_settings)
+from utils.models import (FINAL, STEPS, ChannelGate, Net, build_model, count_parameters, final_receptive_field,
+                          multiply_adds, parameter_table, receptive_field, split_overrides, step_changes, step_settings)
 
 
 @pytest.fixture
