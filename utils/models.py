@@ -178,8 +178,8 @@ def multiply_adds(model: nn.Module, input_size: int = 28) -> list[dict]:
             size = f"{m.kernel_size[0]}x{m.kernel_size[1]}"
             kind = f"depthwise {size}" if m.groups == m.in_channels > 1 else size
             rows.append({"layer": name, "kind": f"{kind}, {m.in_channels} -> {m.out_channels} channels",
-                         "out": out.shape[-1], "positions": out.shape[-2] * out.shape[-1],
-                         "per_position": per_position, "multiply_adds": per_position * out.shape[-2] * out.shape[-1]})
+                         "out": out.shape[-1], "per_position": per_position,
+                         "multiply_adds": per_position * out.shape[-2] * out.shape[-1]})
         return hook
 
     hooks = [m.register_forward_hook(count(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
