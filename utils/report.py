@@ -190,7 +190,8 @@ def speed_table(path: Path = BENCHMARK) -> str:
     return b.get("markdown", "")
 
 
-_STRETCH_EXTRA = (("CPU", "by `bash scripts/reproduce_results.sh stretch36`, which publishes their metrics, not their weights"),
+_STRETCH_EXTRA = (("CPU", "by `bash scripts/reproduce_results.sh stretch36` (seeds 6-36) and `stretch_more` (from seed 37), "
+                          "which publish their metrics, not their weights"),
                   ("GPU", "by `bash scripts/reproduce_results.sh gpu15`, round 15"))
 """How the < 20k model's seeds beyond its five-seed tables were trained: (device, how), on the CPU and on a GPU."""
 
