@@ -1,6 +1,7 @@
 """The published claims: the result files, the shipped weights, the README, and training from scratch."""
 
 import json
+import re
 import statistics
 from dataclasses import replace
 
@@ -90,6 +91,20 @@ def test_round_16_repeated_round_14_on_an_h100_and_its_readme_line_counts_the_id
         assert r["config"] == STEPS[FINAL].config.to_dict() and r["spec"] == list(STEPS[FINAL].spec)
     same = sum(r["checkpoint_sha256"] == h200[r["seed"]]["checkpoint_sha256"] for r in h100)
     assert f"{same} of the {len(h100)} that both have share their checkpoint's SHA-256" in render("<!-- begin:gpu_model -->\n<!-- end:gpu_model -->")
+
+
+def test_the_quick_start_points_a_learner_to_the_model_that_fell_below_the_bar_least():
+    """The Quick start's advice counts every published run of both models, names each one's lowest, and the model it
+    tells a learner to train is the one whose runs fell below 99.4 % least often."""
+    line = render("<!-- begin:pick -->\n<!-- end:pick -->")
+    rates = {}
+    for model, folders in ((FINAL, ("", "gpu/", "gpu_fp32/")), (STRETCH, ("", "gpu/"))):
+        runs = [r for folder in folders for r in _every_seed(folder, model)]
+        below = sum(r["test_acc"] < EXERCISE_BAR for r in runs)
+        lowest = min(r["test_acc"] for r in runs)
+        assert f"{below} of its {len(runs)} published runs" in line and f"the lowest at {100 * lowest:.2f} %" in line
+        rates[model] = below / len(runs)
+    assert re.search(r"add `--model (\S+)`", line).group(1) == min(rates, key=rates.get) == STRETCH
 
 
 def test_the_margin_table_counts_every_independent_run_of_both_models():

@@ -614,6 +614,27 @@ def margin_table(results: Path = RESULTS) -> str:
                            "Chance per run: normal approximation (a point estimate)", f"Passes with >= {pct(1 - ALLOWED_BELOW, 0)}?"], rows)
 
 
+def pick_line(results: Path = RESULTS) -> str:
+    """The Quick start's advice: which model to train for a run of one's own that passes the bar, from every published
+    run of both models."""
+    setups = margin_setups(results)
+    if not setups[FINAL] or not setups[STRETCH]:
+        return "_Both models need multi-seed runs first: see scripts/reproduce_results.sh._"
+
+    def runs(model: str) -> str:
+        (below, n), sets = pooled_below(g for _, g in setups[model]), [g for _, g in setups[model]]
+        return (f"{below} of its {n} published runs (setups: {'; '.join(name for name, _ in setups[model])}) fell below "
+                f"{pct(EXERCISE_BAR, 1)}, the lowest at {pct(min(g['test_acc_min'] for g in sets))}; by the counts, "
+                f"passing with >= {pct(1 - ALLOWED_BELOW, 0)} probability is "
+                f"**{bar_verdict(setups[model]).split('**')[1]}**")
+
+    return (f"`python -m utils.train` trains the final model, `{FINAL}` ({count_parameters(STEPS[FINAL].build()):,} "
+            f"parameters, this repository's goal of < {PARAMS_GOAL:,}): {runs(FINAL)}. If what you need is a run of your own "
+            f"that passes the exercise's bar, train the < 20,000-parameter model instead, `{STRETCH}` "
+            f"({count_parameters(STEPS[STRETCH].build()):,} parameters, {STEPS[STRETCH].config.epochs} epochs): add `--model {STRETCH}`. "
+            f"For that model, {runs(STRETCH)} ([which model passes](#which-model-passes-994--on-every-run)).")
+
+
 def identical_runs(folder: str, like: str, results: Path = RESULTS, model: str = FINAL) -> Optional[dict]:
     """Runs in results/<folder> against the runs of the same seeds in results/<like>: how many share their weights' SHA-256."""
     a, b = all_seeds(results / folder, model), all_seeds(results / like, model)
@@ -1119,7 +1140,7 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "seeds_cpu_all": cpu_all_seeds_line,
           "devices": devices_line,
           "seeds_gpu_fp32": gpu_fp32_seeds,
-          "tf32": tf32_line, "gpu_model": gpu_model_line, "margin": margin_table,
+          "tf32": tf32_line, "gpu_model": gpu_model_line, "margin": margin_table, "pick": pick_line,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
