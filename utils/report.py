@@ -631,7 +631,8 @@ def pick_line(results: Path = RESULTS) -> str:
     return (f"`python -m utils.train` trains the final model, `{FINAL}` ({count_parameters(STEPS[FINAL].build()):,} "
             f"parameters, this repository's goal of < {PARAMS_GOAL:,}): {runs(FINAL)}. If what you need is a run of your own "
             f"that passes the exercise's bar, train the < 20,000-parameter model instead, `{STRETCH}` "
-            f"({count_parameters(STEPS[STRETCH].build()):,} parameters, {STEPS[STRETCH].config.epochs} epochs): add `--model {STRETCH}`. "
+            f"({count_parameters(STEPS[STRETCH].build()):,} parameters, {STEPS[STRETCH].config.epochs} epochs):\n\n"
+            f"```bash\npython -m utils.train --model {STRETCH} --seed 1\n```\n\n"
             f"For that model, {runs(STRETCH)} ([which model passes](#which-model-passes-994--on-every-run)).")
 
 
