@@ -622,7 +622,8 @@ def pick_line(results: Path = RESULTS) -> str:
         return "_Both models need multi-seed runs first: see scripts/reproduce_results.sh._"
 
     def runs(model: str) -> str:
-        (below, n), sets = pooled_below(g for _, g in setups[model]), [g for _, g in setups[model]]
+        sets = [g for _, g in setups[model]]
+        below, n = pooled_below(sets)
         return (f"{below} of its {n} published runs (setups: {'; '.join(name for name, _ in setups[model])}) fell below "
                 f"{pct(EXERCISE_BAR, 1)}, the lowest at {pct(min(g['test_acc_min'] for g in sets))}; by the counts, "
                 f"passing with >= {pct(1 - ALLOWED_BELOW, 0)} probability is "
