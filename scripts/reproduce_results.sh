@@ -18,6 +18,9 @@
 #                                               # its chance per run under 1 % on this setup; resumes where it stopped
 #   bash scripts/reproduce_results.sh gpu15     # on a GPU: round 15, the < 20k model's seeds 6-36 (TF32 on, as its five)
 #                                               # -> results/gpu/
+#   bash scripts/reproduce_results.sh gpu_more LAST  # on a GPU: the < 20k model's seeds 37-LAST (default 299, TF32 on,
+#                                               # as its 36) -> results/gpu/, toward the same 299 clean runs on that
+#                                               # setup; resumes where it stopped
 #   bash scripts/reproduce_results.sh gpu16     # on a GPU: round 16, round 14 again on an H100 (round 13's GPU model; round
 #                                               # 14 got an H200) -> results/gpu_fp32_h100/
 #   bash scripts/reproduce_results.sh round17   # round 17 alone: the separable stack padded (validation only; two
@@ -28,7 +31,9 @@
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
-# it passes --publish, which the command line needs before it writes there.
+# it passes --publish, which the command line needs before it writes there. A part that must end within a time limit
+# (a lent GPU, a session) can set NO_NEW_RUNS_AFTER to a time in seconds since the epoch (date +%s): no run starts
+# after it and the runs under way finish, so the seeds trained stay consecutive, with no gap left by a run cut off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
@@ -54,7 +59,7 @@ train_seed() {  # MODEL SEED OUT DEVICE [OPTION...]: train one published seed in
   local model=$1 seed=$2 out=$3 device=$4
   shift 4
   mkdir -p "$out"
-  [ -f "$out/${model}_seed$seed.json" ] ||
+  [ -f "$out/${model}_seed$seed.json" ] || [ "$(date +%s)" -ge "${NO_NEW_RUNS_AFTER:-9999999999}" ] ||
     later train --model "$model" --seed "$seed" --out "$out" --device "$device" "$@" > "$out/${model}_seed$seed.log" 2>&1
 }
 train_seeds() {  # FIRST LAST MODEL OUT DEVICE [OPTION...]: train_seed each seed from FIRST to LAST in order, then wait
@@ -155,12 +160,17 @@ case "${1:-all}" in
     JOBS=${JOBS_GPU:-16}
     train_seeds 6 36 "$STRETCH" results/gpu cuda
     ;;
+  gpu_more)  # the < 20k model's seeds 37 to LAST on a GPU (TF32 on, as its 36), in seed order, 16 at once (about
+             # 95 s each on an H100). Pick LAST, or set NO_NEW_RUNS_AFTER, so the part ends within the device's time
+    JOBS=${JOBS_GPU:-16}
+    train_seeds 37 "${2:-299}" "$STRETCH" results/gpu cuda
+    ;;
   gpu16)  # round 16: round 14 on round 13's GPU model (an H100), so that TF32 is the only difference from round 13
     JOBS=${JOBS_GPU:-18}
     train_seeds 1 36 "$FINAL" results/gpu_fp32_h100 cuda --no-tf32
     summarize "$FINAL" 10 results/gpu_fp32_h100
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu16|final36|stretch36|stretch_more [LAST]|rounds|round17|round18]" >&2
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu_more [LAST]|gpu16|final36|stretch36|stretch_more [LAST]|rounds|round17|round18]" >&2
      exit 2 ;;
 esac
 python -m utils.report
