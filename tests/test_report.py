@@ -9,7 +9,8 @@ import pytest
 from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
                           devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
-                          search_verdict, search_z_scores, tta_outcome, rate_upper_bound, clean_runs_needed, bar_verdict,
+                          search_verdict, search_z_scores, tta_outcome, rate_upper_bound, clean_runs_needed, runs_needed, bar_verdict,
+                          seed_ranges, gpu_models_sentence,
                           identical_runs, ALLOWED_BELOW, chance_of_at_most)
 
 RULE = LATE_RULES[3]
@@ -296,8 +297,19 @@ def test_the_upper_bound_on_a_chance_is_the_clopper_pearson_bound():
         rate_upper_bound(4, 3)
 
 
-def _setup(n: int, below: int) -> tuple[str, dict]:
-    return "x", {"n": n, "below": below}
+def test_the_runs_needed_are_the_fewest_whose_count_shows_the_chance_low_enough():
+    """With none below it is clean_runs_needed; each run below the bar asks for more runs, and no fewer would do."""
+    assert runs_needed(0) == clean_runs_needed()
+    for k in (1, 2, 5):
+        n = runs_needed(k)
+        assert rate_upper_bound(k, n) <= ALLOWED_BELOW < rate_upper_bound(k, n - 1)
+    assert runs_needed(0) < runs_needed(1) < runs_needed(2)
+    with pytest.raises(ValueError):
+        runs_needed(-1)
+
+
+def _setup(n: int, below: int, name: str = "x") -> tuple[str, dict]:
+    return name, {"n": n, "below": below}
 
 
 def test_the_bar_verdict_says_missed_met_or_not_shown_from_the_counts():
@@ -308,6 +320,23 @@ def test_the_bar_verdict_says_missed_met_or_not_shown_from_the_counts():
     assert bar_verdict([_setup(clean_runs_needed(), 0), _setup(36, 0)]).startswith("**not shown")  # every setup must show it
     with pytest.raises(ValueError):
         bar_verdict([])  # no runs say nothing, least of all "met"
+
+
+def test_a_verdict_not_shown_says_which_setup_shows_it_and_what_the_others_need():
+    """A learner reads which setup's count already suffices, and how many runs in all each other setup still needs."""
+    v = bar_verdict([_setup(clean_runs_needed(), 0, "CPU"), _setup(136, 1, "GPU")])
+    assert v.startswith("**not shown")
+    assert "The CPU setup's count already bounds its chance under 1 %" in v
+    assert f"the GPU setup's count would bound it at {runs_needed(1)} runs with no more below (1 of 136 now)" in v
+    assert "No setup's count" in bar_verdict([_setup(36, 0, "CPU"), _setup(36, 0, "GPU")])
+
+
+def test_gpu_models_are_named_with_the_seeds_each_trained():
+    assert seed_ranges([9, 1, 2, 3, 7, 10]) == "1-3, 7, 9-10" and seed_ranges([5]) == "5"
+    runs = [{"seed": s, "gpu": "A"} for s in (3, 4)] + [{"seed": 5, "gpu": "B"}] + [{"seed": s} for s in (1, 2)]
+    assert gpu_models_sentence(runs) == (" Their GPUs, as the run files name them: A (seeds 3-4); B (seeds 5); seeds 1-2 "
+                                         "name none (their files predate that field).")
+    assert gpu_models_sentence([{"seed": 1, "device": "cpu"}]) == ""  # CPU runs, or GPU runs naming none: nothing to say
 
 
 def test_identical_runs_match_seeds_by_their_weights_fingerprint(tmp_path):

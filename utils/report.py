@@ -192,7 +192,7 @@ def speed_table(path: Path = BENCHMARK) -> str:
 
 _STRETCH_EXTRA = (("CPU", "by `bash scripts/reproduce_results.sh stretch36` (seeds 6-36) and `stretch_more` (from seed 37), "
                           "which publish their metrics, not their weights"),
-                  ("GPU", "by `bash scripts/reproduce_results.sh gpu15`, round 15"))
+                  ("GPU", "by `bash scripts/reproduce_results.sh gpu15` (seeds 6-36, round 15) and `gpu_more` (from seed 37)"))
 """How the < 20k model's seeds beyond its five-seed tables were trained: (device, how), on the CPU and on a GPU."""
 
 
@@ -344,7 +344,31 @@ def _all_seeds_line(g: Optional[dict], device: str, how: str) -> str:
             + (f" and {g['below_goal']} ({pct(g['below_goal'] / g['n'], 1)}) below {pct(GOAL_MIN)}" if g["model"] == FINAL
                else "")  # the final model's goal for every seed
             + f"; the normal approximation from their mean and std gives {pct(below, 1 if below >= 0.001 else 2)} below "
-              f"{pct(EXERCISE_BAR, 1)}.")
+              f"{pct(EXERCISE_BAR, 1)}." + gpu_models_sentence(g["seeds"]))
+
+
+def seed_ranges(seeds: Iterable[int]) -> str:
+    """Seeds (1, 2, 3, 7, 9, 10) as '1-3, 7, 9-10'."""
+    spans: list[list[int]] = []
+    for seed in sorted(seeds):
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def gpu_models_sentence(runs: list[dict]) -> str:
+    """' Their GPUs, as the run files name them: ...', which GPU model trained which seeds; '' for runs naming none."""
+    by_gpu: dict[str, list[int]] = {}
+    for r in runs:
+        by_gpu.setdefault(r.get("gpu") or "", []).append(r["seed"])
+    unnamed = by_gpu.pop("", [])
+    if not by_gpu:
+        return ""
+    return (" Their GPUs, as the run files name them: "
+            + "; ".join(f"{name} (seeds {seed_ranges(seeds)})" for name, seeds in by_gpu.items())
+            + (f"; seeds {seed_ranges(unnamed)} name none (their files predate that field)" if unnamed else "") + ".")
 
 
 def gpu_all_seeds_line(results: Path = RESULTS) -> str:
@@ -561,6 +585,17 @@ def clean_runs_needed(allowed: float = ALLOWED_BELOW, level: float = CONFIDENCE)
     return math.ceil(math.log(1 - level) / math.log(1 - allowed))
 
 
+def runs_needed(below: int, allowed: float = ALLOWED_BELOW, level: float = CONFIDENCE) -> int:
+    """How many runs in all, `below` of them below the bar and no more, it takes before the count shows a chance of at
+    most `allowed` (`clean_runs_needed` when none is below)."""
+    if below < 0:
+        raise ValueError(f"a count of runs below the bar is 0 or more, got {below}")
+    n = max(below + 1, clean_runs_needed(allowed, level))
+    while chance_of_at_most(below, n, allowed) > 1 - level:  # the bound falls under `allowed` exactly here
+        n += 1
+    return n
+
+
 def margin_setups(results: Path = RESULTS) -> dict[str, list[tuple[str, dict]]]:
     """Every published setup of the final and the < 20k model, as (name, `all_seeds` dict), the runs a learner could get.
 
@@ -590,9 +625,14 @@ def bar_verdict(setups: list[tuple[str, dict]]) -> str:
     if all(rate_upper_bound(g["below"], g["n"]) <= ALLOWED_BELOW for _, g in setups):
         return f"**met**: every setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)}"
     what = "no run" if below == 0 else f"{below} or fewer runs"
+    shown = [name for name, g in setups if rate_upper_bound(g["below"], g["n"]) <= ALLOWED_BELOW]
+    pending = [f"the {name} setup's count would bound it at {runs_needed(g['below'])} runs with no more below "
+               f"({g['below']} of {g['n']} now)" for name, g in setups if name not in shown]
     return (f"**not shown either way** by the counts: at a chance of {pct(ALLOWED_BELOW, 0)} per run, {what} below the "
-            f"bar in {n} would come up {pct(chance_of_at_most(below, n, ALLOWED_BELOW), 0)} of the time, and showing "
-            f"the chance lower takes {clean_runs_needed()} runs with none below on each setup")
+            f"bar in {n} would come up {pct(chance_of_at_most(below, n, ALLOWED_BELOW), 0)} of the time. "
+            + (f"The {' and '.join(shown)} setup's count already bounds its chance under {pct(ALLOWED_BELOW, 0)}; "
+               if shown else f"No setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)} yet: ")
+            + "; ".join(pending))
 
 
 def margin_table(results: Path = RESULTS) -> str:
