@@ -10,7 +10,7 @@ from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, 
                           devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
                           search_verdict, search_z_scores, tta_outcome, rate_upper_bound, clean_runs_needed, runs_needed, bar_verdict,
-                          seed_ranges, gpu_models_sentence,
+                          seed_ranges, gpu_models_sentence, same_seed_correlation,
                           identical_runs, ALLOWED_BELOW, chance_of_at_most)
 
 RULE = LATE_RULES[3]
@@ -348,3 +348,14 @@ def test_identical_runs_match_seeds_by_their_weights_fingerprint(tmp_path):
     c = identical_runs("a", "b", tmp_path, LATE_BASE)
     assert (c["pairs"], c["identical"], c["of"], c["gpu"]) == (3, 2, 3, "a")
     assert identical_runs("a", "missing", tmp_path, LATE_BASE) is None
+
+
+def test_same_seed_correlation_pairs_runs_by_seed_and_needs_three():
+    """Runs pair by seed number, not by position; seeds one setup lacks are left out."""
+    a = {"seeds": [{"seed": s, "test_acc": acc} for s, acc in ((1, 0.990), (2, 0.992), (3, 0.994), (9, 0.5))]}
+    b = {"seeds": [{"seed": s, "test_acc": acc} for s, acc in ((3, 0.996), (1, 0.992), (2, 0.994))]}
+    assert same_seed_correlation(a, b) == (3, pytest.approx(1.0))
+    flipped = {"seeds": [{"seed": r["seed"], "test_acc": 2 - r["test_acc"]} for r in b["seeds"]]}
+    assert same_seed_correlation(a, flipped)[1] == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        same_seed_correlation(a, {"seeds": b["seeds"][:2]})

@@ -654,6 +654,32 @@ def margin_table(results: Path = RESULTS) -> str:
                            "Chance per run: normal approximation (a point estimate)", f"Passes with >= {pct(1 - ALLOWED_BELOW, 0)}?"], rows)
 
 
+def same_seed_correlation(a: dict, b: dict) -> tuple[int, float]:
+    """(seeds both setups have, Pearson r of their test accuracies) for two `all_seeds` dicts: does a seed's run on one
+    setup tell anything of its run on the other?"""
+    x, y = ({r["seed"]: r["test_acc"] for r in g["seeds"]} for g in (a, b))
+    common = sorted(set(x) & set(y))
+    if len(common) < 3:
+        raise ValueError(f"a correlation needs at least 3 seeds on both setups, got {len(common)}")
+    return len(common), statistics.correlation([x[s] for s in common], [y[s] for s in common])
+
+
+def same_seed_line(results: Path = RESULTS) -> str:
+    """The README's check of the pooling above: how a seed's test accuracies on two setups correlate, against chance."""
+    pairs = [(model, na, nb, *same_seed_correlation(a, b)) for model, setups in margin_setups(results).items()
+             for i, (na, a) in enumerate(setups) for nb, b in setups[i + 1:]]
+    if not pairs:
+        return "_No model has runs on two setups yet._"
+    within = all(abs(r) < 2 / math.sqrt(n) for *_, n, r in pairs)
+    return ("Do a seed's runs on two setups go together? Their test accuracies, correlated over the seeds both setups "
+            "have: " + "; ".join(f"`{m}`, {na} and {nb}: r = {r:+.2f} over {n} seeds" for m, na, nb, n, r in pairs)
+            + ". " + ("Each lies within what unrelated runs give by chance (|r| under 2/√n, about two standard errors), "
+                      "so the runs show nothing against pooling the setups as independent trainings."
+                      if within else "At least one lies beyond what unrelated runs give by chance (|r| of 2/√n or "
+                      "more), so a seed's runs on two setups may go together, and the pooled count may overstate what "
+                      "the runs show."))
+
+
 def pick_line(results: Path = RESULTS) -> str:
     """The Quick start's advice: which model to train for a run of one's own that passes the bar, from every published
     run of both models."""
@@ -1182,7 +1208,8 @@ BLOCKS = {"requirements": requirements_table, "seeds": seeds_table, "seeds_gpu":
           "seeds_cpu_all": cpu_all_seeds_line,
           "devices": devices_line,
           "seeds_gpu_fp32": gpu_fp32_seeds,
-          "tf32": tf32_line, "gpu_model": gpu_model_line, "margin": margin_table, "pick": pick_line,
+          "tf32": tf32_line, "gpu_model": gpu_model_line, "margin": margin_table, "same_seed": same_seed_line,
+          "pick": pick_line,
           "previous_final": previous_final_line,
           "stretch": stretch_table, "iterations": iterations_table, "speed": speed_table, "tried": tried_table,
           "tried_round2": round2_table, "round2_decision": round2_decision, "round1_decision": round1_decision,
