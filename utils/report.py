@@ -239,17 +239,23 @@ def previous_final_line(results: Path = RESULTS) -> str:
             + _same_seeds_gain(model, results))
 
 
+def paired_by_seed(a: Iterable[dict], b: Iterable[dict]) -> list[tuple[dict, dict]]:
+    """Two sets of runs (or a summary's seeds) as (run in a, run in b) pairs of the same seed, in seed order; seeds only
+    one set has are left out."""
+    theirs = {r["seed"]: r for r in b}
+    return [(r, theirs[r["seed"]]) for r in sorted(a, key=lambda r: r["seed"]) if r["seed"] in theirs]
+
+
 def same_seeds_comparison(new: str, old: str, results: Path = RESULTS) -> Optional[dict]:
     """Two models' ten-seed files compared on the seeds both have: mean gain on validation and test, seeds better on test."""
     summaries = [read_json(results / f"{m}_seeds.json") for m in (new, old)]
     if None in summaries:
         return None
-    a, b = ({r["seed"]: r for r in s["seeds"]} for s in summaries)
-    common = sorted(set(a) & set(b))
-    return {"seeds": len(common),
-            "val": statistics.mean(a[s]["best_val_acc"] - b[s]["best_val_acc"] for s in common),
-            "test": statistics.mean(a[s]["test_acc"] - b[s]["test_acc"] for s in common),
-            "better_on_test": sum(a[s]["test_acc"] > b[s]["test_acc"] for s in common)}
+    pairs = paired_by_seed(summaries[0]["seeds"], summaries[1]["seeds"])
+    return {"seeds": len(pairs),
+            "val": statistics.mean(r["best_val_acc"] - t["best_val_acc"] for r, t in pairs),
+            "test": statistics.mean(r["test_acc"] - t["test_acc"] for r, t in pairs),
+            "better_on_test": sum(r["test_acc"] > t["test_acc"] for r, t in pairs)}
 
 
 def _same_seeds_gain(previous: str, results: Path) -> str:
@@ -622,10 +628,10 @@ def bar_verdict(setups: list[tuple[str, dict]]) -> str:
         return (f"**missed** on at least one setup (the counts do not say which): with a chance of "
                 f"{pct(ALLOWED_BELOW, 0)} or less on every setup, {below} or more of {n} runs would come up at most "
                 f"{pct(tail, 1)} of the time")
-    if all(rate_upper_bound(g["below"], g["n"]) <= ALLOWED_BELOW for _, g in setups):
+    shown = [name for name, g in setups if rate_upper_bound(g["below"], g["n"]) <= ALLOWED_BELOW]
+    if len(shown) == len(setups):
         return f"**met**: every setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)}"
     what = "no run" if below == 0 else f"{below} or fewer runs"
-    shown = [name for name, g in setups if rate_upper_bound(g["below"], g["n"]) <= ALLOWED_BELOW]
     pending = [f"the {name} setup's count would bound it at {runs_needed(g['below'])} runs with no more below "
                f"({g['below']} of {g['n']} now)" for name, g in setups if name not in shown]
     return (f"**not shown either way** by the counts: at a chance of {pct(ALLOWED_BELOW, 0)} per run, {what} below the "
@@ -657,11 +663,10 @@ def margin_table(results: Path = RESULTS) -> str:
 def same_seed_correlation(a: dict, b: dict) -> tuple[int, float]:
     """(seeds both setups have, Pearson r of their test accuracies) for two `all_seeds` dicts: does a seed's run on one
     setup tell anything of its run on the other?"""
-    x, y = ({r["seed"]: r["test_acc"] for r in g["seeds"]} for g in (a, b))
-    common = sorted(set(x) & set(y))
-    if len(common) < 3:
-        raise ValueError(f"a correlation needs at least 3 seeds on both setups, got {len(common)}")
-    return len(common), statistics.correlation([x[s] for s in common], [y[s] for s in common])
+    pairs = paired_by_seed(a["seeds"], b["seeds"])
+    if len(pairs) < 3:
+        raise ValueError(f"a correlation needs at least 3 seeds on both setups, got {len(pairs)}")
+    return len(pairs), statistics.correlation([r["test_acc"] for r, _ in pairs], [t["test_acc"] for _, t in pairs])
 
 
 def same_seed_line(results: Path = RESULTS) -> str:
@@ -708,8 +713,7 @@ def identical_runs(folder: str, like: str, results: Path = RESULTS, model: str =
     a, b = all_seeds(results / folder, model), all_seeds(results / like, model)
     if a is None or b is None:
         return None
-    theirs = {r["seed"]: r for r in b["seeds"]}
-    pairs = [(r, theirs[r["seed"]]) for r in a["seeds"] if r["seed"] in theirs]
+    pairs = paired_by_seed(a["seeds"], b["seeds"])
     return {"runs": a["seeds"], "of": b["n"], "pairs": len(pairs),
             "identical": sum(r["checkpoint_sha256"] == t["checkpoint_sha256"] and r["test_acc"] == t["test_acc"]
                              for r, t in pairs),
@@ -721,8 +725,7 @@ def gpu_model_line(results: Path = RESULTS) -> str:
     c = identical_runs("gpu_fp32_h100", "gpu_fp32", results)
     if c is None or not c["pairs"]:
         return "_Round 16 is compared once it has runs of round 14's seeds: `bash scripts/reproduce_results.sh gpu16`._"
-    seeds = [r["seed"] for r in c["runs"]]
-    seeds = _seed_range(seeds) if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    seeds = seed_ranges(r["seed"] for r in c["runs"])
     text = (f"Round 16 has trained {len(c['runs'])} of round 14's {c['of']} seeds again (seeds {seeds}) on `{c['gpu']}` "
             f"with TF32 off (`results/gpu_fp32_h100/`); {c['identical']} of the {c['pairs']} that both have share their "
             f"checkpoint's SHA-256 and test accuracy with round 14's run of the same seed. ")
@@ -1139,11 +1142,6 @@ def tta_decision(results: Path = RESULTS) -> str:
             + ("." if o["adopted"] else "; the final model is evaluated without TTA."))
 
 
-def _seed_range(seeds: Sequence[int]) -> str:
-    """Seeds (6, 7, 8, 9, 10) as '6-10'."""
-    return f"{seeds[0]}-{seeds[-1]}"
-
-
 def late_round_decision(n: int, results: Path = RESULTS) -> str:
     """A late round's adoption rule applied to the validation results, as sentences computed from the files."""
     o, rule, base = late_round_outcome(n, results), LATE_RULES[n], round_base(n)
@@ -1159,10 +1157,10 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
     if "min_z" in rule:
         k, n_all = len(o["seeds"]), len(rule["seeds"])
         return (f"Rule, written down before these runs started: {names} replaces `{base}` if its mean best-validation "
-                f"accuracy over seeds {_seed_range(rule['seeds'])} beats that model's published GPU runs of the same seeds "
+                f"accuracy over seeds {seed_ranges(rule['seeds'])} beats that model's published GPU runs of the same seeds "
                 f"by at least {rule['min_z']:g} standard errors of the difference (over seeds 1-K, K >= "
                 f"{rule['min_seeds']}, if the device time ran out first). Applied"
-                + ("" if k == n_all else f" over seeds {_seed_range(o['seeds'])} (the others are missing)")
+                + ("" if k == n_all else f" over seeds {seed_ranges(o['seeds'])} (the others are missing)")
                 + f": `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against {pct(o['base']['mean'], 3)}"
                 f", {100 * o['gain']:+.3f} pp with a standard error of {100 * o['se']:.3f} pp, z = {o['z']:.2f} (it took a "
                 f"gain of {100 * rule['min_z'] * o['se']:+.3f} pp to reach {rule['min_z']:g}): " + verdict
@@ -1178,7 +1176,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
     device = "GPU" if rule.get("device") == "gpu" else "CPU"
     text = (f"Rule, written down before these runs started: {who} replaces `{base}` if {beats} that model's "
             f"published {device} runs of the same seeds by at least {100 * ADOPTION_MIN_GAIN:.2f} pp"
-            + (f", and then again on fresh seeds {_seed_range(rule['confirm'])}" if "confirm" in rule else "")
+            + (f", and then again on fresh seeds {seed_ranges(rule['confirm'])}" if "confirm" in rule else "")
             + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
                else "")
             + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
@@ -1186,7 +1184,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
             + (f" (exactly the margin: {round(o['gain'] * N_VAL * len(LATE_SEEDS))} more validation digits right over "
                f"{len(LATE_SEEDS)} seeds)" if at_margin(o["gain"]) else ""))
     if "confirm" in o:
-        text += (f", so it trained seeds {_seed_range(rule['confirm'])}, where it averaged {pct(o['confirm']['mean'], 3)} "
+        text += (f", so it trained seeds {seed_ranges(rule['confirm'])}, where it averaged {pct(o['confirm']['mean'], 3)} "
                  f"against the base's {pct(o['confirm']['mean'] - o['confirm_gain'], 3)}, "
                  f"{100 * o['confirm_gain']:+.3f} pp")
     elif "confirm" in rule and not o["adopted"]:
