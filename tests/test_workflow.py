@@ -43,14 +43,16 @@ def test_the_checker_catches_an_import_of_utils_before_the_install():
     assert first_use_before_install(["run: bash .ci/run"]) is None
 
 
-@pytest.mark.parametrize("job", sorted(workflow_jobs(WORKFLOW.read_text())))
+JOBS = workflow_jobs(WORKFLOW.read_text())
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
 def test_each_job_installs_the_project_before_it_needs_it(job):
     # torch and torchvision alone do not bring tqdm, which utils imports: a step that imports utils after only
     # `pip install torch torchvision` fails on GitHub's fresh runner.
-    lines = workflow_jobs(WORKFLOW.read_text())[job]
-    assert first_use_before_install(lines) is None, (
-        f"job {job!r} needs the project before installing it: {first_use_before_install(lines)}")
+    too_early = first_use_before_install(JOBS[job])
+    assert too_early is None, f"job {job!r} needs the project before installing it: {too_early}"
 
 
 def test_the_workflow_has_the_ci_job_and_the_colab_versions_job():
-    assert set(workflow_jobs(WORKFLOW.read_text())) == {"test", "colab-versions"}
+    assert set(JOBS) == {"test", "colab-versions"}
