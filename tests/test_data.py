@@ -69,6 +69,17 @@ def test_missing_data_with_no_download_possible_raises_one_clear_error(monkeypat
     assert "download failed" in message
 
 
+def test_a_failed_download_leaves_no_empty_folders_behind(monkeypatch, tmp_path):
+    # Offline, the default root data/ would otherwise be left as an empty data/MNIST/raw that looks like data.
+    monkeypatch.setattr(data, "MIRRORS", ["http://127.0.0.1:9/mnist/"])
+    with pytest.raises(DatasetNotFoundError):
+        load_mnist_arrays(tmp_path / "fresh", train=True)
+    assert not (tmp_path / "fresh").exists()
+    with pytest.raises(DatasetNotFoundError):
+        load_mnist_arrays(tmp_path, train=False)
+    assert tmp_path.is_dir() and not (tmp_path / "MNIST").exists()  # the user's own folder stays
+
+
 def test_missing_data_with_download_off_says_so(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="downloading is switched off"):
         load_mnist_arrays(tmp_path, download=False)

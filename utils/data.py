@@ -83,14 +83,24 @@ def load_mnist_arrays(
         if not download:
             raise DatasetNotFoundError(_missing_message(root, "downloading is switched off"))
         MNIST.mirrors = list(MIRRORS)
+        created = [f for f in (root / "MNIST" / "raw", root / "MNIST", root) if not f.exists()]  # deepest first
         try:
             MNIST(str(root), train=train, download=True)
         except Exception as err:  # urllib, socket, checksum or permission errors alike
+            _remove_empty(created)  # a failed try leaves no empty data/MNIST/raw behind
             why = " ".join(str(err).split())
             raise DatasetNotFoundError(_missing_message(root, f"the download failed ({why})")) from None
     check_raw_files(root, train)
     ds = MNIST(str(root), train=train, download=False)
     return ds.data, ds.targets
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds on an empty folder: a partial download stays for the next try
+        except OSError:
+            pass
 
 
 def _missing_message(root: Path, why: str) -> str:
