@@ -42,6 +42,7 @@ STRETCH=$(python -c "from utils.models import STRETCH; print(STRETCH)")
 train() { python -m utils.train --publish --no-progress --threads "${THREADS:-1}" "$@"; }
 later() { "$@" & [ "$(jobs -r | wc -l)" -lt "$JOBS" ] || wait -n; }
 seeds() { seq 1 "$1" | tr '\n' ' '; }
+recipes() { python scripts/try_recipes.py --publish "$@"; }  # its runs land in results/tried*/, not runs/
 
 road() {  # steps 1-5 on the validation split only (the test set is for the models that claim a result)
   for step in 1_skeleton 2_deeper 3_batchnorm 4_dropout 5_augmentation; do
@@ -72,12 +73,12 @@ summarize() { train --model "$1" --seeds $(seeds "$2") --summarize --out "$3"; }
 multiseed() { launch_seeds "$@"; wait; summarize "$1" "$2" "$3"; }  # MODEL N OUT DEVICE: N seeds, then their summary
 
 two_stages() {  # N: round N's stage 1, then stage 2 (its finalist on fresh seeds) if one passed
-  python scripts/try_recipes.py --round "$1" --jobs "$JOBS"
-  python scripts/try_recipes.py --round "$1" --confirm --jobs "$JOBS"
+  recipes --round "$1" --jobs "$JOBS"
+  recipes --round "$1" --confirm --jobs "$JOBS"
 }
 rounds() {  # rounds 3-7, 10-12, 17 and 18: variations of the final (or < 20k) model of their time on this CPU, validation only
-  for n in 3 4 5 6 7; do python scripts/try_recipes.py --round "$n" --jobs "$JOBS"; done
-  python scripts/try_tta.py  # round 9: TTA on the final model's published checkpoints, validation only, no training
+  for n in 3 4 5 6 7; do recipes --round "$n" --jobs "$JOBS"; done
+  python scripts/try_tta.py --publish  # round 9: TTA on the final model's published checkpoints, validation only, no training
   two_stages 10  # round 10: which weights are kept
   two_stages 11  # round 11: the last epochs without augmentation
   two_stages 12  # round 12: SiLU instead of ReLU
@@ -95,8 +96,8 @@ case "${1:-all}" in
     multiseed "$STRETCH" 5 results cpu
     wait
     # Variations of step 6's recipe, validation only (they chose 6b's recipe). Round 2 (it chose the
-    # final model) was run on a GPU: python scripts/try_recipes.py --round 2 --device cuda --jobs 19
-    python scripts/try_recipes.py --jobs "$JOBS"
+    # final model) was run on a GPU: recipes --round 2 --device cuda --jobs 19
+    recipes --jobs "$JOBS"
     rounds
     ;;
   rounds) rounds ;;
@@ -111,10 +112,10 @@ case "${1:-all}" in
     # Round 8 (variations of the final model on the GPU, validation only), stage 1: five seeds of each candidate,
     # in the same slots; its base is the final model's GPU seeds above.
     mkdir -p runs/round8_logs  # (ignored: the runs print only errors)
-    round8=$(python scripts/try_recipes.py --round 8 --names)
+    round8=$(recipes --round 8 --names)
     for seed in $(seeds 5); do
       for name in $round8; do
-        later python scripts/try_recipes.py --one "$name" "$seed" --round 8 --device cuda \
+        later recipes --one "$name" "$seed" --round 8 --device cuda \
           > "runs/round8_logs/${name}_seed$seed.log" 2>&1
       done
     done
@@ -122,17 +123,17 @@ case "${1:-all}" in
     summarize "$FINAL" 10 results/gpu
     summarize "$STRETCH" 5 results/gpu
     # Stage 2: the candidate that passed stage 1, if one did, on fresh seeds.
-    python scripts/try_recipes.py --round 8 --confirm --device cuda --jobs 5
+    recipes --round 8 --confirm --device cuda --jobs 5
     ;;
   gpu13)  # round 13 (scripts/try_recipes.py): one candidate against the final model, many seeds, in seed order
     JOBS=${JOBS_GPU:-16}
     mkdir -p results/gpu runs/round13_logs  # (the candidate's logs are ignored: its runs print only errors)
-    round13=$(python scripts/try_recipes.py --round 13 --names)
-    for seed in $(python scripts/try_recipes.py --round 13 --seeds); do
+    round13=$(recipes --round 13 --names)
+    for seed in $(recipes --round 13 --seeds); do
       [ "$seed" -le 10 ] || train_seed "$FINAL" "$seed" results/gpu cuda  # seeds 1-10: the published GPU table's
       for name in $round13; do
         [ -f "results/tried_round13/${name}_seed$seed.json" ] ||
-          later python scripts/try_recipes.py --one "$name" "$seed" --round 13 --device cuda \
+          later recipes --one "$name" "$seed" --round 13 --device cuda \
             > "runs/round13_logs/${name}_seed$seed.log" 2>&1
       done
     done

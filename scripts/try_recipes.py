@@ -4,12 +4,16 @@
     python scripts/try_recipes.py --jobs 2   # two at a time (one CPU thread each)
     python scripts/try_recipes.py --list     # what is there, without training
     python scripts/try_recipes.py --round 3  # round 3 (variations of the final model), likewise
+    python scripts/try_recipes.py --round 10 --confirm  # a two-stage round's stage 2 (its finalist's fresh seeds)
+
+Your runs go to runs/tried*/ (ignored by git). The published ones, in results/tried*/, are written only by
+scripts/reproduce_results.sh, which passes --publish.
 
 Each run is that recipe (`utils.models.TUNING_BASE`) with one or two changes, seeded like `utils.train`
 (`torch.manual_seed(seed)` before the model is built, `fit(..., seed=seed)`), trained for the full
 15 epochs with one CPU thread; its best validation accuracy is written to
-results/tried/<variation>_seed<seed>.json, and `python -m utils.report` turns them into the README's
-table next to that recipe's own validation accuracy for the same seeds.
+results/tried/<variation>_seed<seed>.json (runs/tried/ without --publish), and `python -m utils.report` turns the
+published ones into the README's table next to that recipe's own validation accuracy for the same seeds.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Optional, Sequence
 
 from utils.models import STEPS, TUNING_BASE, split_overrides
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+RUNS = ROOT / "runs"
 OUT = RESULTS / "tried"
 SEEDS = (1, 2)
 _SPEC = " ".join(STEPS[TUNING_BASE].spec)
@@ -312,13 +318,18 @@ ROUNDS = {1: (VARIATIONS, SEEDS, OUT, TUNING_BASE), 2: (ROUND2, ROUND2_SEEDS, RO
           17: (ROUND17, ROUND3_SEEDS, ROUND17_OUT, ROUND5_BASE), 18: (ROUND18, ROUND3_SEEDS, ROUND18_OUT, ROUND5_BASE)}
 
 
+def output_folder(out: Path, publish: bool) -> Path:
+    """Where a round's runs go: its folder in results/ if `publish` (scripts/reproduce_results.sh), else the same under runs/."""
+    return out if publish else RUNS / out.relative_to(RESULTS)
+
+
 def confirm_folder(out: Path) -> Path:
     """Where a two-stage round's stage 2 (its finalist on fresh seeds) writes its runs."""
     return out.with_name(out.name + "_confirm")
 
 
 def run_one(name: str, seed: int, data_root: str | None = None, device: str = "cpu", round_: int = 1,
-            confirm: bool = False) -> dict:
+            confirm: bool = False, publish: bool = False) -> dict:
     """Train one variation with one seed (one CPU thread) and write its result file (validation only)."""
     import torch
 
@@ -347,6 +358,7 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
             result["live_val"] = history["live_val_acc"]
         result["tta_val"] = tta_accuracies(model, splits.val_x, splits.val_y, [k for k in TTA_SHIFTS if k != "none"],
                                            splits.background)
+    out = output_folder(out, publish)
     out = confirm_folder(out) if confirm else out
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -367,13 +379,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", nargs="+", help="only these variations")
     ap.add_argument("--confirm", action="store_true",
-                    help="a two-stage round's stage 2: its finalist's fresh seeds, if stage 1 picked one")
+                    help="a two-stage round's stage 2: the fresh seeds of the finalist its published stage 1 picked, if any")
+    ap.add_argument("--publish", action="store_true",
+                    help="write to results/, the published runs (scripts/reproduce_results.sh passes it); "
+                         "default: runs/, ignored by git")
     ap.add_argument("--one", nargs=2, metavar=("NAME", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        run_one(args.one[0], int(args.one[1]), args.data_root, args.device, args.round, args.confirm)
+        run_one(args.one[0], int(args.one[1]), args.data_root, args.device, args.round, args.confirm, args.publish)
         return 0
     table, seeds, out, _ = ROUNDS[args.round]
+    out = output_folder(out, args.publish)
     names = args.only or list(table)
     if args.names or args.seeds:
         print(" ".join(names) if args.names else " ".join(map(str, seeds)))
@@ -392,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def launch(job):
         cmd = [sys.executable, __file__, "--one", job[0], str(job[1]), "--device", args.device,
-               "--round", str(args.round)] + (["--confirm"] if args.confirm else [])
+               "--round", str(args.round)] + (["--confirm"] if args.confirm else []) + (["--publish"] if args.publish else [])
         if args.data_root:
             cmd += ["--data-root", args.data_root]
         subprocess.run(cmd, check=True)

@@ -1,6 +1,8 @@
 """Round 9: test-time augmentation (TTA) for the final model, judged on the validation split with its published checkpoints.
 
-    python scripts/try_tta.py    # about five minutes on one CPU thread; writes results/tried_tta/<model>_seed<seed>.json
+    python scripts/try_tta.py    # about five minutes on one CPU thread; writes runs/tried_tta/<model>_seed<seed>.json
+
+The published files, results/tried_tta/, are written only by scripts/reproduce_results.sh, which passes --publish.
 
 No training: each of the final model's ten published checkpoints (results/<model>_seed<N>.pt) is evaluated on the
 validation split without TTA and with each shift set of `utils.engine.TTA_SHIFTS` (the predicted probabilities of
@@ -21,8 +23,9 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
-OUT = RESULTS / "tried_tta"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+OUT = "tried_tta"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -35,17 +38,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--publish", action="store_true",
+                    help="write to results/tried_tta/, the published runs (scripts/reproduce_results.sh passes it); "
+                         "default: runs/tried_tta/, ignored by git")
     args = ap.parse_args(argv)
+    out = (RESULTS if args.publish else ROOT / "runs") / OUT
     torch.set_num_threads(1)
     tune_cpu_allocator()  # as `fit` does: without it every 2,000-image batch maps fresh pages (2.5x the CPU time here)
     splits = load_splits(args.data_root)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     model_name = TTA_RULE["model"]
     for seed in TTA_RULE["seeds"]:
         model, _ = load_trained_model(RESULTS / f"{model_name}_seed{seed}.pt")
         val = tta_accuracies(model, splits.val_x, splits.val_y, fill=splits.background)
         result = {"model": model_name, "seed": seed, "val": val, "torch": torch.__version__}
-        (OUT / f"{model_name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+        (out / f"{model_name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
         print(f"seed {seed}: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in val.items()), flush=True)
     return 0
 
