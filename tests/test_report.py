@@ -329,6 +329,11 @@ def test_a_verdict_not_shown_says_which_setup_shows_it_and_what_the_others_need(
     assert "The CPU setup's count already bounds its chance under 1 %" in v
     assert f"the GPU setup's count would bound it at {runs_needed(1)} runs with no more below (1 of 136 now)" in v
     assert "No setup's count" in bar_verdict([_setup(36, 0, "CPU"), _setup(36, 0, "GPU")])
+    assert "Pooled" not in bar_verdict([_setup(36, 0, "CPU"), _setup(36, 0, "GPU")])  # 72 clean runs bound nothing
+    pooled = bar_verdict([_setup(clean_runs_needed(), 0, "CPU"), _setup(239, 1, "GPU")])  # 1 of 538, as published
+    assert "Pooled, the runs bound the chance averaged over the setups under 1 %, but a pass must hold on every setup" in pooled
+    two = bar_verdict([_setup(clean_runs_needed(), 0, "CPU"), _setup(clean_runs_needed(), 0, "GPU"), _setup(36, 0, "TF32")])
+    assert "The CPU and GPU setups' counts already bound their chances under 1 %; the TF32 setup's count" in two
 
 
 def test_gpu_models_are_named_with_the_seeds_each_trained():

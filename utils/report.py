@@ -637,10 +637,16 @@ def bar_verdict(setups: list[tuple[str, dict]]) -> str:
     what = "no run" if below == 0 else f"{below} or fewer runs"
     pending = [f"the {name} setup's count would bound it at {runs_needed(g['below'])} runs with no more below "
                f"({g['below']} of {g['n']} now)" for name, g in setups if name not in shown]
+    at_most = chance_of_at_most(below, n, ALLOWED_BELOW)
+    pooled = (f"Pooled, the runs bound the chance averaged over the setups under {pct(ALLOWED_BELOW, 0)}, but a pass "
+              f"must hold on every setup. " if at_most <= 1 - CONFIDENCE else "")
     return (f"**not shown either way** by the counts: at a chance of {pct(ALLOWED_BELOW, 0)} per run, {what} below the "
-            f"bar in {n} would come up {pct(chance_of_at_most(below, n, ALLOWED_BELOW), 0)} of the time. "
+            f"bar in {n} would come up {pct(at_most, 0)} of the time. " + pooled
             + (f"The {' and '.join(shown)} setup's count already bounds its chance under {pct(ALLOWED_BELOW, 0)}; "
-               if shown else f"No setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)} yet: ")
+               if len(shown) == 1 else
+               f"The {' and '.join(shown)} setups' counts already bound their chances under "
+               f"{pct(ALLOWED_BELOW, 0)}; " if shown else
+               f"No setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)} yet: ")
             + "; ".join(pending))
 
 
@@ -749,7 +755,7 @@ def tried_table(results: Path = RESULTS) -> str:
         runs.setdefault(r["name"], {"change": r["change"], "params": r["params"], "val": {}})["val"][r["seed"]] = \
             r["best_val"]
     if not runs:
-        return "_No variations tried yet: run `python scripts/try_recipes.py`._"
+        return "_No variations tried yet: run `python scripts/try_recipes.py --publish`._"
     seeds = sorted({s for v in runs.values() for s in v["val"]})
     base_runs = {s: read_json(results / f"{TUNING_BASE}_seed{s}.json") for s in seeds}
     base = {s: r["best_val_acc"] for s, r in base_runs.items() if r is not None}
@@ -881,7 +887,7 @@ def _round_table(rows: list[dict], base: str, missing: str) -> str:
 def round2_table(results: Path = RESULTS) -> str:
     """Round 2 as a markdown table: mean best validation accuracy, its gain over 6b on the same seeds, and TTA's gain."""
     return _round_table(round2_rows(results), "6b",
-                        "_No round-2 variations yet: run `python scripts/try_recipes.py --round 2`._")
+                        "_No round-2 variations yet: run `python scripts/try_recipes.py --round 2 --publish`._")
 
 
 def late_round_table(n: int, results: Path = RESULTS) -> str:
@@ -889,7 +895,7 @@ def late_round_table(n: int, results: Path = RESULTS) -> str:
     stretch = LATE_RULES[n].get("stretch_base")
     base = round_base(n).split("_")[0]
     return _round_table(late_round_rows(n, results), base + (f" ({stretch.split('_')[0]} for < 20k)" if stretch else ""),
-                        f"_No round-{n} variations yet: run `python scripts/try_recipes.py --round {n}`._")
+                        f"_No round-{n} variations yet: run `python scripts/try_recipes.py --round {n} --publish`._")
 
 
 ADOPTION_MIN_GAIN = 0.0003
@@ -1016,7 +1022,7 @@ def round2_decision(results: Path = RESULTS) -> str:
     rows = {v["name"]: v for v in round2_rows(results)}
     cands = [rows[n] for n in ROUND2_RULE["candidates"] if n in rows]
     if "base" not in rows or not cands:
-        return "_Round 2 has not been run: `python scripts/try_recipes.py --round2`._"
+        return "_Round 2 has not been run: `python scripts/try_recipes.py --round 2 --publish`._"
     base, best = rows["base"], max(cands, key=lambda v: v["mean"])
     gain = best["mean"] - base["mean"]
     adopted = gain >= ROUND2_RULE["min_gain"]
@@ -1123,7 +1129,7 @@ def tta_table(results: Path = RESULTS) -> str:
     """Round 9 as a markdown table: the final model's checkpoints on validation without TTA and with each shift set."""
     o = tta_outcome(results)
     if o is None:
-        return "_Round 9 has not been run: `python scripts/try_tta.py`._"
+        return "_Round 9 has not been run: `python scripts/try_tta.py --publish`._"
     names = {"none": "without TTA", "cross1": "`cross1`, 5 shifts: the image and its 4 one-pixel moves (up, down, left, right)",
              "square1": "`square1`, 9 shifts: the image and its 8 one-pixel moves (diagonals too)"}
     rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else f"{100 * (m - o['mean']['none']):+.3f}",
@@ -1137,7 +1143,7 @@ def tta_decision(results: Path = RESULTS) -> str:
     """Round 9's rule applied, as a sentence computed from the files."""
     o = tta_outcome(results)
     if o is None:
-        return "_Round 9 has not been run: `python scripts/try_tta.py`._"
+        return "_Round 9 has not been run: `python scripts/try_tta.py --publish`._"
     return (f"Rule, written down before this evaluation first ran: the shift set with the larger mean validation gain "
             f"over the {o['n']} checkpoints is adopted for every evaluation of `{TTA_RULE['model']}` if that gain is at "
             f"least {100 * ADOPTION_MIN_GAIN:.2f} pp. Applied: `{o['best']}` gained {100 * o['gain']:+.3f} pp (better "
@@ -1152,7 +1158,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
     role = "the < 20,000-parameter model" if stretch_round else "the final model"
     if o is None:
         return (f"_Round {n} is not complete ({len(round_seeds(n))} seeds of every variation): "
-                f"`python scripts/try_recipes.py --round {n}`._")
+                f"`python scripts/try_recipes.py --round {n} --publish`._")
     best, names = o["best"], ", ".join(f"`{c}`" for c in rule["candidates"])
     becomes = rule.get("becomes", STRETCH if stretch_round else FINAL)
     verdict = (f"**{'adopted' if o['adopted'] else 'not adopted'}**"
