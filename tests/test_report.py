@@ -9,7 +9,7 @@ import pytest
 from utils.report import (ADOPTION_MIN_GAIN, LATE_BASE, LATE_RULES, LATE_SEEDS, RESULTS, TTA_RULE, all_seeds, compare_devices,
                           devices_verdict, fisher_exact_p, late_round_decision, late_round_outcome, late_round_table, setup_words, chance_of_at_least,
                           overfitting_verdict, reaches_margin, round_base, round_finalist, same_seeds_comparison,
-                          search_verdict, search_z_scores, tta_outcome, rate_upper_bound, clean_runs_needed, runs_needed, bar_verdict,
+                          search_verdict, search_z_scores, tta_outcome, count_of, rate_upper_bound, clean_runs_needed, runs_needed, bar_verdict,
                           seed_ranges, gpu_models_sentence, same_seed_correlation,
                           identical_runs, ALLOWED_BELOW, chance_of_at_most)
 
@@ -364,3 +364,7 @@ def test_same_seed_correlation_pairs_runs_by_seed_and_needs_three():
     assert same_seed_correlation(a, flipped)[1] == pytest.approx(-1.0)
     with pytest.raises(ValueError):
         same_seed_correlation(a, {"seeds": b["seeds"][:2]})
+
+
+def test_counts_read_as_english():
+    assert (count_of(1, "thread"), count_of(2, "thread"), count_of(0, "run")) == ("1 thread", "2 threads", "0 runs")

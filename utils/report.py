@@ -32,6 +32,11 @@ def read_json(path: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def count_of(n: int, noun: str) -> str:
+    """`n` and the noun, plural unless n is 1: "1 thread", "2 threads"."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def pct(x: float, digits: int = 2) -> str:
     """0.99456 -> '99.46 %'."""
     return f"{100 * x:.{digits}f} %"
@@ -53,7 +58,7 @@ GOAL_MEAN, GOAL_MIN = 0.9955, 0.9945
 STRETCH_GOAL = 0.9962
 """Our goal for the model under 20,000 parameters: mean test accuracy over five seeds."""
 ALLOWED_BELOW = 0.01
-"""The issue's ceiling on the chance that one run, on any machine, falls below the bar (it passes with >= 99 %)."""
+"""The goal's ceiling on the chance that one run, on any machine, falls below the bar (it passes with >= 99 %)."""
 
 
 def binomial_chance(j: int, n: int, p: float) -> float:
@@ -154,7 +159,7 @@ def seeds_table(results: Path = RESULTS, model: str = FINAL) -> str:
                  pct(s["val_acc_mean"]), "", ""])
     table = markdown_table(["Seed", "Test acc", "Best val acc", "Chosen epoch", "Seconds"], rows)
     on_cpu = s["device"] == "cpu"
-    where = f"`{s['device']}`" + (f", {s['cpu_threads']} thread(s) per run" if on_cpu and s.get("cpu_threads") else "") \
+    where = f"`{s['device']}`" + (f", {count_of(s['cpu_threads'], 'thread')} per run" if on_cpu and s.get("cpu_threads") else "") \
         + (", TF32 off (full float32)" if _summary_tf32(results, s) is False else "")
     below = below_bar_probability(s["test_acc_mean"], s["test_acc_std"])
     return table + f"\n\nTrained with torch {s['torch']} on {where}; min {pct(s['test_acc_min'])}, " \
@@ -337,7 +342,7 @@ def gpu_fp32_all_seeds(results: Path = RESULTS) -> Optional[dict]:
 def setup_words(g: dict) -> str:
     """The setup a set of runs shares, in words: device, torch version, on a CPU threads per run, on a GPU TF32."""
     return (f"`{g['device']}`, torch {g['torch']}"
-            + (f", {g['cpu_threads']} thread(s) per run" if g["device"] == "cpu" else "")
+            + (f", {count_of(g['cpu_threads'], 'thread')} per run" if g["device"] == "cpu" else "")
             + {True: ", TF32 on by torch's default", False: ", TF32 off"}.get(g.get("tf32"), ""))
 
 
