@@ -142,7 +142,7 @@ class Perturbation:
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in [
-        Perturbation("rotation", "degrees (half each way)", (0, 10, 20, 30, 40, 50, 60), rotate),
+        Perturbation("rotation", "degrees, half the images each way", (0, 10, 20, 30, 40, 50, 60), rotate),
         Perturbation("shift", "pixels, random direction", (0, 1, 2, 3, 4, 5, 6), shift),
         Perturbation("smaller", "zoom factor", (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4), zoom),
         Perturbation("larger", "zoom factor", (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6), zoom),
