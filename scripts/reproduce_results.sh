@@ -3,6 +3,7 @@
 #
 #   bash scripts/reproduce_results.sh           # everything on this machine's CPU (many hours on 2 cores)
 #   bash scripts/reproduce_results.sh final     # only the final model's ten seeds, then the tables
+#   bash scripts/reproduce_results.sh stretch   # only the < 20k model's five seeds, then the tables
 #   bash scripts/reproduce_results.sh gpu       # on a GPU: final (10 seeds) and stretch (5 seeds) -> results/gpu/,
 #                                               # and round 8 (validation only) -> results/tried_round8{,_confirm}/
 #   bash scripts/reproduce_results.sh gpu13     # on a GPU: round 13, the final model's seeds 11-36 -> results/gpu/ and

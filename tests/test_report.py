@@ -368,3 +368,11 @@ def test_same_seed_correlation_pairs_runs_by_seed_and_needs_three():
 
 def test_counts_read_as_english():
     assert (count_of(1, "thread"), count_of(2, "thread"), count_of(0, "run")) == ("1 thread", "2 threads", "0 runs")
+
+
+def test_a_gain_that_rounds_to_zero_reads_plus_zero_not_minus_zero():
+    from utils.report import _round_table
+
+    row = {"name": "x", "change": "x", "params": 1, "val": {1: 0.99}, "mean": 0.99, "delta": -1e-7,
+           "tta5_gain": -4e-6, "tta9_gain": 2e-4}
+    assert _round_table([row], "b", "none").splitlines()[-1].endswith("| +0.000 | +0.000 | +0.020 |")

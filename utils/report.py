@@ -878,7 +878,7 @@ def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
 
 def _round_table(rows: list[dict], base: str, missing: str) -> str:
     def gain(x):
-        return "" if x is None else f"{100 * x:+.3f}"
+        return "" if x is None else f"{round(100 * x, 3) + 0.0:+.3f}"  # + 0.0: a gain that rounds to 0 reads +0.000, not -0.000
 
     table = [[v["change"], f"{v['params']:,}", len(v["val"]), pct(v["mean"]),
               "" if v["name"] == "base" else gain(v["delta"]), gain(v["tta5_gain"]), gain(v["tta9_gain"])]
@@ -993,7 +993,7 @@ def search_summary(results: Path = RESULTS) -> str:
     rounds = sorted({r["round"] for r in v["rows"]})
     return (f"{len(v['rows'])} candidates under 8,000 parameters in rounds {rounds[0]}-{rounds[-1]}: {len(v['down'])} at "
             f"z <= -2 (luck alone would put {v['expected_down']:.1f} there on average), {len(v['up'])} at z >= 2 (luck: "
-            f"{v['expected_up']:.1f}). In {v['p_top']:.0%} of simulated searches of this shape in which nothing helps, "
+            f"{v['expected_up']:.1f}). In {pct(v['p_top'], 0)} of simulated searches of this shape in which nothing helps, "
             f"the best candidate reaches the z of this search's best, `{v['top']['name']}` (round {v['top']['round']}, "
             f"z = {v['top']['z']:.1f}). {len(LATE_SEEDS)} seeds per candidate find a gain 80 % of the time only from about "
             f"{100 * v['detectable']:.2f} pp up: the rounds would have caught gains that large, and could miss smaller ones. To "
@@ -1173,7 +1173,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
         return (f"Rule, written down before these runs started: {names} replaces `{base}` if its mean best-validation "
                 f"accuracy over seeds {seed_ranges(rule['seeds'])} beats that model's published GPU runs of the same seeds "
                 f"by at least {rule['min_z']:g} standard errors of the difference (over seeds 1-K, K >= "
-                f"{rule['min_seeds']}, if the device time ran out first). Applied"
+                f"{rule['min_seeds']}, if the GPU time ran out first). Applied"
                 + ("" if k == n_all else f" over seeds {seed_ranges(o['seeds'])} (the others are missing)")
                 + f": `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against {pct(o['base']['mean'], 3)}"
                 f", {100 * o['gain']:+.3f} pp with a standard error of {100 * o['se']:.3f} pp, z = {o['z']:.2f} (it took a "
