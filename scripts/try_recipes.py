@@ -29,10 +29,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from utils.models import STEPS, TUNING_BASE, split_overrides
+from utils.train import PUBLISHED as RESULTS, RUNS  # the published runs, and a learner's own (ignored by git)
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "results"
-RUNS = ROOT / "runs"
 OUT = RESULTS / "tried"
 SEEDS = (1, 2)
 _SPEC = " ".join(STEPS[TUNING_BASE].spec)

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Optional, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "results"
 OUT = "tried_tta"
 
 
@@ -35,6 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.data import load_splits
     from utils.engine import load_trained_model, tta_accuracies, tune_cpu_allocator
     from utils.report import TTA_RULE
+    from utils.train import PUBLISHED, RUNS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-root", default=None)
@@ -42,14 +40,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     help="write to results/tried_tta/, the published runs (scripts/reproduce_results.sh passes it); "
                          "default: runs/tried_tta/, ignored by git")
     args = ap.parse_args(argv)
-    out = (RESULTS if args.publish else ROOT / "runs") / OUT
+    out = (PUBLISHED if args.publish else RUNS) / OUT
     torch.set_num_threads(1)
     tune_cpu_allocator()  # as `fit` does: without it every 2,000-image batch maps fresh pages (2.5x the CPU time here)
     splits = load_splits(args.data_root)
     out.mkdir(parents=True, exist_ok=True)
     model_name = TTA_RULE["model"]
     for seed in TTA_RULE["seeds"]:
-        model, _ = load_trained_model(RESULTS / f"{model_name}_seed{seed}.pt")
+        model, _ = load_trained_model(PUBLISHED / f"{model_name}_seed{seed}.pt")
         val = tta_accuracies(model, splits.val_x, splits.val_y, fill=splits.background)
         result = {"model": model_name, "seed": seed, "val": val, "torch": torch.__version__}
         (out / f"{model_name}_seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")

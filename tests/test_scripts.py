@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from utils import engine, report
+from utils import engine, report, train
 from utils.data import repo_root
 
 ROOT = repo_root()
@@ -42,7 +42,7 @@ def test_list_counts_a_learners_own_runs_not_the_published_ones(tmp_path, monkey
 
 
 def test_tta_writes_to_runs_unless_published(tmp_path, monkeypatch, data_root):
-    monkeypatch.setattr(try_tta, "ROOT", tmp_path)
+    monkeypatch.setattr(train, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(report, "TTA_RULE", {**report.TTA_RULE, "seeds": [1]})
     monkeypatch.setattr(engine, "tta_accuracies", lambda *a, **k: {"none": 0.99})  # the evaluation is not the point
     assert try_tta.main(["--data-root", str(data_root)]) == 0
