@@ -37,6 +37,11 @@ def count_of(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def signed(x: float, digits: int) -> str:
+    """x with its sign and `digits` decimals, a value that rounds to zero as +0.000, never -0.000."""
+    return f"{round(x, digits) + 0.0:+.{digits}f}"
+
+
 def pct(x: float, digits: int = 2) -> str:
     """0.99456 -> '99.46 %'."""
     return f"{100 * x:.{digits}f} %"
@@ -645,14 +650,14 @@ def bar_verdict(setups: list[tuple[str, dict]]) -> str:
     at_most = chance_of_at_most(below, n, ALLOWED_BELOW)
     pooled = (f"Pooled, the runs bound the chance averaged over the setups under {pct(ALLOWED_BELOW, 0)}, but a pass "
               f"must hold on every setup. " if at_most <= 1 - CONFIDENCE else "")
+    if not shown:
+        lead = f"No setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)} yet: "
+    elif len(shown) == 1:
+        lead = f"The {shown[0]} setup's count already bounds its chance under {pct(ALLOWED_BELOW, 0)}; "
+    else:
+        lead = f"The {' and '.join(shown)} setups' counts already bound their chances under {pct(ALLOWED_BELOW, 0)}; "
     return (f"**not shown either way** by the counts: at a chance of {pct(ALLOWED_BELOW, 0)} per run, {what} below the "
-            f"bar in {n} would come up {pct(at_most, 0)} of the time. " + pooled
-            + (f"The {' and '.join(shown)} setup's count already bounds its chance under {pct(ALLOWED_BELOW, 0)}; "
-               if len(shown) == 1 else
-               f"The {' and '.join(shown)} setups' counts already bound their chances under "
-               f"{pct(ALLOWED_BELOW, 0)}; " if shown else
-               f"No setup's count bounds its chance under {pct(ALLOWED_BELOW, 0)} yet: ")
-            + "; ".join(pending))
+            f"bar in {n} would come up {pct(at_most, 0)} of the time. " + pooled + lead + "; ".join(pending))
 
 
 def margin_table(results: Path = RESULTS) -> str:
@@ -878,7 +883,7 @@ def late_round_rows(n: int, results: Path = RESULTS) -> list[dict]:
 
 def _round_table(rows: list[dict], base: str, missing: str) -> str:
     def gain(x):
-        return "" if x is None else f"{round(100 * x, 3) + 0.0:+.3f}"  # + 0.0: a gain that rounds to 0 reads +0.000, not -0.000
+        return "" if x is None else signed(100 * x, 3)
 
     table = [[v["change"], f"{v['params']:,}", len(v["val"]), pct(v["mean"]),
               "" if v["name"] == "base" else gain(v["delta"]), gain(v["tta5_gain"]), gain(v["tta9_gain"])]
