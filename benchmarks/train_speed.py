@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_speed                  # modes pipeline + tweaks (about 15 minutes)
     python -m benchmarks.train_speed --mode full      # + full trainings: final recipe vs baseline recipe
+    python -m benchmarks.train_speed --render-only    # measure nothing: rewrite the table from results.json
 
 Every measurement runs in a fresh subprocess (so peak memory and allocator settings belong to one
 measurement), the two pipelines alternate, and the results are merged into benchmarks/results.json
@@ -261,6 +262,16 @@ def mode_full(data_root) -> dict:
     return res
 
 
+MODES = ["pipeline", "tweaks", "full"]
+DEFAULT_MODES = ["pipeline", "tweaks"]
+
+
+def command(results: dict) -> str:
+    """The command line that measures every mode these results hold."""
+    modes = [m for m in MODES if m in results]
+    return "python -m benchmarks.train_speed" + ("" if modes == DEFAULT_MODES else " --mode " + " ".join(modes))
+
+
 def markdown(results: dict) -> str:
     """The README's table of what was measured."""
     lines = []
@@ -268,7 +279,7 @@ def markdown(results: dict) -> str:
     p = results.get("pipeline")
     if p:
         lines += [
-            f"Measured by `python -m benchmarks.train_speed` on {env.get('machine', '?')} "
+            f"Measured by `{command(results)}` on {env.get('machine', '?')} "
             f"({env.get('cpu_count', '?')} CPU threads, torch {env.get('torch', '?')}, no GPU). "
             f"Same model (`1_skeleton`, Adam), same augmentation (±{p['setup']['augment']['degrees']:g}°, "
             f"±{100 * p['setup']['augment']['translate']:g} % shift), batch 128, "
@@ -340,11 +351,13 @@ def markdown(results: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the chosen modes and merge their results into the JSON file."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
-    ap.add_argument("--mode", nargs="+", default=["pipeline", "tweaks"], choices=["pipeline", "tweaks", "full"])
+    ap.add_argument("--mode", nargs="+", default=DEFAULT_MODES, choices=MODES)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batches", type=int, default=100, help="timed batches per measurement")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--render-only", action="store_true",
+                    help="measure nothing: rewrite the stored table from the stored measurements")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -353,15 +366,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results["environment"] = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                              "cpu_count": torch.get_num_threads(), "torch": torch.__version__,
-                              "python": platform.python_version()}
-    if "pipeline" in args.mode:
-        results["pipeline"] = mode_pipeline(args.rounds, args.batches, args.data_root)
-    if "tweaks" in args.mode:
-        results["tweaks"] = mode_tweaks(args.rounds, args.batches, args.data_root)
-    if "full" in args.mode:
-        results["full"] = mode_full(args.data_root)
+    if args.render_only:
+        if not any(m in results for m in MODES):
+            ap.error(f"{out} holds no measurements to render; run the benchmark without --render-only first")
+    else:
+        results["environment"] = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                                  "cpu_count": torch.get_num_threads(), "torch": torch.__version__,
+                                  "python": platform.python_version()}
+        if "pipeline" in args.mode:
+            results["pipeline"] = mode_pipeline(args.rounds, args.batches, args.data_root)
+        if "tweaks" in args.mode:
+            results["tweaks"] = mode_tweaks(args.rounds, args.batches, args.data_root)
+        if "full" in args.mode:
+            results["full"] = mode_full(args.data_root)
     results["markdown"] = markdown(results)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(results["markdown"])

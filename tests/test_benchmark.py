@@ -1,0 +1,47 @@
+"""The training-speed benchmark's stored table: what the README shows is what the code renders from the measurements."""
+
+import importlib.util
+import json
+
+import pytest
+
+from utils.data import repo_root
+
+ROOT = repo_root()
+_spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
+train_speed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_speed)
+
+
+def test_stored_table_is_what_the_code_renders_from_the_stored_measurements():
+    stored = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    assert stored["markdown"] == train_speed.markdown(stored), \
+        "run `python -m benchmarks.train_speed --render-only`, then `python -m utils.report`"
+
+
+def test_the_table_names_the_command_that_measures_what_it_shows():
+    stored = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    modes = [m for m in train_speed.MODES if m in stored]
+    command = train_speed.command(stored)
+    assert f"Measured by `{command}`" in stored["markdown"]
+    # the command, as argparse reads it, measures exactly the stored modes
+    argv = command.split()[3:]
+    assert (argv[1:] if argv else train_speed.DEFAULT_MODES) == modes
+    assert train_speed.command({"pipeline": {}, "tweaks": {}}) == "python -m benchmarks.train_speed"
+    assert train_speed.command({"pipeline": {}, "full": {}}).endswith("--mode pipeline full")
+
+
+def test_render_only_measures_nothing_and_keeps_the_measurements(tmp_path):
+    stored = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps(dict(stored, markdown="stale")))
+    assert train_speed.main(["--render-only", "--out", str(out)]) == 0
+    rendered = json.loads(out.read_text())
+    assert rendered["markdown"] == stored["markdown"]
+    assert {k: v for k, v in rendered.items() if k != "markdown"} == {k: v for k, v in stored.items() if k != "markdown"}
+
+
+def test_render_only_without_measurements_says_what_to_do(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_speed.main(["--render-only", "--out", str(tmp_path / "none.json")])
+    assert "run the benchmark without --render-only first" in capsys.readouterr().err
