@@ -43,3 +43,20 @@ def test_the_readme_links_each_notebook_with_a_colab_badge(name):
     readme = (NOTEBOOKS.parent / "README.md").read_text()
     line = next((ln for ln in readme.splitlines() if f"(notebooks/{name})" in ln), "")
     assert "colab.research.google.com/github/" in line and f"/notebooks/{name})" in line
+
+
+def test_every_address_of_the_repository_agrees():
+    """The Colab setup cells' REPO_URL, the badges and the README's clone line name one repository."""
+    import re
+
+    readme = (NOTEBOOKS.parent / "README.md").read_text()
+    texts = {"README.md": readme} | {name: (NOTEBOOKS / name).read_text() for name in SMOKE}
+    urls = {name: set(re.findall(r'REPO_URL = \\"(https://github\.com/[^"\\]+)\\"', (NOTEBOOKS / name).read_text()))
+            for name in SMOKE}
+    assert all(len(u) == 1 for u in urls.values()), urls
+    (url,) = set.union(*urls.values())
+    repo = url.removeprefix("https://github.com/")
+    assert f"git clone {url} " in readme
+    for name, text in texts.items():
+        badges = re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/", text)
+        assert badges and set(badges) == {repo}, name

@@ -371,9 +371,10 @@ def test_counts_read_as_english():
 
 
 def test_a_gain_that_rounds_to_zero_reads_plus_zero_not_minus_zero():
-    from utils.report import _round_table, signed
+    from utils.report import _round_table, pp, signed
 
     assert (signed(-1e-7, 3), signed(-0.0004, 3), signed(-0.0006, 3), signed(0.02, 2)) == ("+0.000", "+0.000", "-0.001", "+0.02")
+    assert (pp(-4e-7, 3), pp(-0.0012), pp(0.00123, 3)) == ("+0.000 pp", "-0.12 pp", "+0.123 pp")
     row = {"name": "x", "change": "x", "params": 1, "val": {1: 0.99}, "mean": 0.99, "delta": -1e-7,
            "tta5_gain": -4e-6, "tta9_gain": 2e-4}
     assert _round_table([row], "b", "none").splitlines()[-1].endswith("| +0.000 | +0.000 | +0.020 |")

@@ -42,6 +42,11 @@ def signed(x: float, digits: int) -> str:
     return f"{round(x, digits) + 0.0:+.{digits}f}"
 
 
+def pp(x: float, digits: int = 2) -> str:
+    """A difference of two fractions in percentage points, signed: 0.00123 -> '+0.12 pp'."""
+    return f"{signed(100 * x, digits)} pp"
+
+
 def pct(x: float, digits: int = 2) -> str:
     """0.99456 -> '99.46 %'."""
     return f"{100 * x:.{digits}f} %"
@@ -189,7 +194,7 @@ def iterations_table(results: Path = RESULTS) -> str:
         e = r["best_epoch"] - 1
         train, val = r["history"]["train_acc"][e], r["history"]["val_acc"][e]
         rows.append([r["model"], f"{r['parameters']:,}", r["receptive_field"], r["epochs"], r["best_epoch"], pct(train),
-                     pct(val), f"{100 * (train - val):+.2f}"])
+                     pct(val), signed(100 * (train - val), 2)])
     if not rows:
         return "_No iteration results yet: see scripts/reproduce_results.sh._"
     return markdown_table(["Step", "Params", "RF", "Epochs", "Chosen epoch", "Train", "Val", "Gap (pp)"], rows)
@@ -276,8 +281,8 @@ def _same_seeds_gain(previous: str, results: Path) -> str:
     c = same_seeds_comparison(FINAL, previous, results)
     if c is None:
         return ""
-    return (f" Over these {c['seeds']} seeds `{FINAL}` is {100 * c['val']:+.3f} pp on validation and "
-            f"{100 * c['test']:+.3f} pp on test.")
+    return (f" Over these {c['seeds']} seeds `{FINAL}` is {pp(c['val'], 3)} on validation and "
+            f"{pp(c['test'], 3)} on test.")
 
 
 def gpu_model(results: Path = RESULTS) -> Optional[str]:
@@ -487,10 +492,10 @@ def devices_line(results: Path = RESULTS) -> str:
     d = compare_devices(cpu, gpu)
     return (f"The two setups side by side, {d['n_cpu']} CPU runs ({setup_words(cpu)}) and {d['n_gpu']} GPU runs "
             f"({setup_words(gpu)}); device, torch version and kernels change together, so this compares setups. The GPU's "
-            f"mean test accuracy is {100 * d['gap']:+.3f} pp from the CPU's (z = {d['z_mean']:+.1f}: the difference "
+            f"mean test accuracy is {pp(d['gap'], 3)} from the CPU's (z = {signed(d['z_mean'], 1)}: the difference "
             f"divided by its standard error); its standard deviation is {pct(gpu['test_acc_std'], 3)} against "
-            f"{pct(cpu['test_acc_std'], 3)}, {d['ratio']:.2f} times the CPU's (z = {d['z_std']:+.1f}, or "
-            f"{d['z_robust']:+.1f} by the Brown-Forsythe test, which is less sensitive to far runs). So "
+            f"{pct(cpu['test_acc_std'], 3)}, {d['ratio']:.2f} times the CPU's (z = {signed(d['z_std'], 1)}, or "
+            f"{signed(d['z_robust'], 1)} by the Brown-Forsythe test, which is less sensitive to far runs). So "
             f"{devices_verdict(d)}. Runs below {pct(EXERCISE_BAR, 1)}: {cpu['below']} of {cpu['n']} on the CPU, "
             f"{gpu['below']} of {gpu['n']} on the GPU, "
             + ("counts that differ beyond chance" if d["p_below"] < 0.05 else "counts that chance alone could give")
@@ -558,12 +563,12 @@ def tf32_line(results: Path = RESULTS) -> str:
                 else f"Against the TF32 runs, {verdicts[0]}; against the CPU, {verdicts[1]}.")
     return (f"Round 14's {off['n']} TF32-off GPU runs ({setup_words(off)}) against round 13's {on['n']} TF32 GPU runs "
             f"({setup_words(on)}) and the {cpu['n']} CPU runs. Their standard deviation is {pct(off['test_acc_std'], 3)}: "
-            f"{vs_on['ratio']:.2f} times the TF32 runs' {pct(on['test_acc_std'], 3)} (z = {vs_on['z_std']:+.1f}, "
-            f"p = {vs_on['p']['z_std']:.2f}; Brown-Forsythe z = {vs_on['z_robust']:+.1f}, p = {vs_on['p']['z_robust']:.2f}) "
-            f"and {vs_cpu['ratio']:.2f} times the CPU's {pct(cpu['test_acc_std'], 3)} (z = {vs_cpu['z_std']:+.1f}; "
-            f"Brown-Forsythe z = {vs_cpu['z_robust']:+.1f}); their mean is {100 * vs_on['gap']:+.3f} pp from the TF32 "
-            f"runs' (z = {vs_on['z_mean']:+.1f}) and {100 * vs_cpu['gap']:+.3f} pp from the CPU's (z = "
-            f"{vs_cpu['z_mean']:+.1f}). A difference counts as beyond noise at |z| >= {Z_BAR:g}, for a spread on both "
+            f"{vs_on['ratio']:.2f} times the TF32 runs' {pct(on['test_acc_std'], 3)} (z = {signed(vs_on['z_std'], 1)}, "
+            f"p = {vs_on['p']['z_std']:.2f}; Brown-Forsythe z = {signed(vs_on['z_robust'], 1)}, p = {vs_on['p']['z_robust']:.2f}) "
+            f"and {vs_cpu['ratio']:.2f} times the CPU's {pct(cpu['test_acc_std'], 3)} (z = {signed(vs_cpu['z_std'], 1)}; "
+            f"Brown-Forsythe z = {signed(vs_cpu['z_robust'], 1)}); their mean is {pp(vs_on['gap'], 3)} from the TF32 "
+            f"runs' (z = {signed(vs_on['z_mean'], 1)}) and {pp(vs_cpu['gap'], 3)} from the CPU's (z = "
+            f"{signed(vs_cpu['z_mean'], 1)}). A difference counts as beyond noise at |z| >= {Z_BAR:g}, for a spread on both "
             f"measures. {verdicts} The spread without TF32 is {t['reading']}. The test had modest power: had TF32 caused all "
             f"of the extra spread, the std's z would have reached -{Z_BAR:g} only {pct(t['power'], 0)} of the time with "
             f"{off['n']} seeds a side; about {t['seeds_for_90']} a side would make it 90 %. Runs below "
@@ -696,7 +701,7 @@ def same_seed_line(results: Path = RESULTS) -> str:
         return "_No model has runs on two setups yet._"
     within = all(abs(r) < 2 / math.sqrt(n) for *_, n, r in pairs)
     return ("Do a seed's runs on two setups go together? Their test accuracies, correlated over the seeds both setups "
-            "have: " + "; ".join(f"`{m}`, {na} and {nb}: r = {r:+.2f} over {n} seeds" for m, na, nb, n, r in pairs)
+            "have: " + "; ".join(f"`{m}`, {na} and {nb}: r = {signed(r, 2)} over {n} seeds" for m, na, nb, n, r in pairs)
             + ". " + ("Each lies within what unrelated runs give by chance (|r| under 2/√n, about two standard errors), "
                       "so the runs show nothing against pooling the setups as independent trainings."
                       if within else "At least one lies beyond what unrelated runs give by chance (|r| of 2/√n or "
@@ -778,7 +783,7 @@ def tried_table(results: Path = RESULTS) -> str:
     for v in sorted(runs.values(), key=lambda v: -v["delta"]):
         mean, delta = sum(v["val"].values()) / len(v["val"]), v["delta"]
         rows.append([v["change"], f"{v['params']:,}"] + [pct(v["val"][s]) if s in v["val"] else "" for s in seeds]
-                    + [pct(mean), f"{100 * delta:+.2f}"])
+                    + [pct(mean), signed(100 * delta, 2)])
     header = ["Recipe", "Params"] + [f"Val, seed {s}" for s in seeds] + ["Mean val", f"vs {TUNING_BASE} (pp)"]
     return markdown_table(header, rows)
 
@@ -1016,7 +1021,7 @@ def round1_decision(results: Path = RESULTS) -> str:
     gain = statistics.mean(t) - statistics.mean(b)
     better = sum(x > y for x, y in zip(t, b))
     return (f"Five seeds each, validation only: `6b_tuned_recipe` {pct(statistics.mean(t), 3)} against "
-            f"`{TUNING_BASE}`'s {pct(statistics.mean(b), 3)} ({100 * gain:+.3f} pp; higher on {better} of 5 "
+            f"`{TUNING_BASE}`'s {pct(statistics.mean(b), 3)} ({pp(gain, 3)}; higher on {better} of 5 "
             f"seeds). The rule, set before any of its test results were read: adopt if the gain is at least "
             f"{100 * ADOPTION_MIN_GAIN:.2f} pp: **{'adopted' if reaches_margin(gain) else 'not adopted'}**.")
 
@@ -1043,8 +1048,8 @@ def round2_decision(results: Path = RESULTS) -> str:
             f"{', '.join(f'`{n}`' for n in ROUND2_RULE['candidates'])} replaces 6b if it beats 6b's mean by at "
             f"least {100 * ROUND2_RULE['min_gain']:.2f} pp; test-time augmentation only if it adds as much. "
             f"Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against 6b's "
-            f"{pct(base['mean'], 3)}, {100 * gain:+.3f} pp: **{'adopted' if adopted else 'not adopted'}**"
-            f"{', as `' + ROUND2_RULE['becomes'] + '`' if adopted else ''}. Its best TTA gain was {100 * tta:+.3f} pp: TTA "
+            f"{pct(base['mean'], 3)}, {pp(gain, 3)}: **{'adopted' if adopted else 'not adopted'}**"
+            f"{', as `' + ROUND2_RULE['becomes'] + '`' if adopted else ''}. Its best TTA gain was {pp(tta, 3)}: TTA "
             f"**{'adopted' if tta >= ROUND2_RULE['min_gain'] else 'not adopted'}**.")
     if stretch is not None:
         text += (f" Under 20,000 parameters the higher mean was `{stretch['name']}` ({stretch['change']}, "
@@ -1142,7 +1147,7 @@ def tta_table(results: Path = RESULTS) -> str:
         return "_Round 9 has not been run: `python scripts/try_tta.py --publish`._"
     names = {"none": "without TTA", "cross1": "`cross1`, 5 shifts: the image and its 4 one-pixel moves (up, down, left, right)",
              "square1": "`square1`, 9 shifts: the image and its 8 one-pixel moves (diagonals too)"}
-    rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else f"{100 * (m - o['mean']['none']):+.3f}",
+    rows = [[names.get(k, k), pct(m, 3), "" if k == "none" else signed(100 * (m - o['mean']['none']), 3),
              "" if k == "none" else "{} / {}".format(*o["counts"][k])]
             for k, m in o["mean"].items()]
     return markdown_table([f"`{TTA_RULE['model']}`, {o['n']} published checkpoints", "Mean val acc", "Gain (pp)",
@@ -1156,7 +1161,7 @@ def tta_decision(results: Path = RESULTS) -> str:
         return "_Round 9 has not been run: `python scripts/try_tta.py --publish`._"
     return (f"Rule, written down before this evaluation first ran: the shift set with the larger mean validation gain "
             f"over the {o['n']} checkpoints is adopted for every evaluation of `{TTA_RULE['model']}` if that gain is at "
-            f"least {100 * ADOPTION_MIN_GAIN:.2f} pp. Applied: `{o['best']}` gained {100 * o['gain']:+.3f} pp (better "
+            f"least {100 * ADOPTION_MIN_GAIN:.2f} pp. Applied: `{o['best']}` gained {pp(o['gain'], 3)} (better "
             f"on {o['better']} checkpoints, worse on {o['worse']}): **{'adopted' if o['adopted'] else 'not adopted'}**"
             + ("." if o["adopted"] else "; the final model is evaluated without TTA."))
 
@@ -1181,12 +1186,12 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
                 f"{rule['min_seeds']}, if the GPU time ran out first). Applied"
                 + ("" if k == n_all else f" over seeds {seed_ranges(o['seeds'])} (the others are missing)")
                 + f": `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against {pct(o['base']['mean'], 3)}"
-                f", {100 * o['gain']:+.3f} pp with a standard error of {100 * o['se']:.3f} pp, z = {o['z']:.2f} (it took a "
-                f"gain of {100 * rule['min_z'] * o['se']:+.3f} pp to reach {rule['min_z']:g}): " + verdict
+                f", {pp(o['gain'], 3)} with a standard error of {100 * o['se']:.3f} pp, z = {o['z']:.2f} (it took a "
+                f"gain of {pp(rule['min_z'] * o['se'], 3)} to reach {rule['min_z']:g}): " + verdict
                 + f" With this spread, a true gain of {100 * ADOPTION_MIN_GAIN:.2f} pp (the other rounds' margin) would have "
                 f"reached z >= {rule['min_z']:g} with probability {pct(o['power'], 0)}"
                 f", a candidate that changes nothing with about {pct(1 - NormalDist().cdf(rule['min_z']), 1)} (normal "
-                f"approximation). The true gain is below {100 * o['upper95']:+.3f} pp with 95 % confidence (one-sided), "
+                f"approximation). The true gain is below {pp(o['upper95'], 3)} with 95 % confidence (one-sided), "
                 + ("so a gain of the margin is ruled out at that level." if o["upper95"] < ADOPTION_MIN_GAIN
                    else "so a gain of the margin is not ruled out."))
     mean = f"{len(LATE_SEEDS)}-seed mean best-validation accuracy"
@@ -1199,13 +1204,13 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
             + (f"; `{rule['stretch_candidate']}` replaces `{rule['stretch_base']}` on the same terms" if "stretch" in o
                else "")
             + f". Applied: `{best['name']}` ({best['change']}) averaged {pct(best['mean'], 3)} against "
-            f"{pct(o['base']['mean'], 3)}, {100 * o['gain']:+.3f} pp"
+            f"{pct(o['base']['mean'], 3)}, {pp(o['gain'], 3)}"
             + (f" (exactly the margin: {round(o['gain'] * N_VAL * len(LATE_SEEDS))} more validation digits right over "
                f"{len(LATE_SEEDS)} seeds)" if at_margin(o["gain"]) else ""))
     if "confirm" in o:
         text += (f", so it trained seeds {seed_ranges(rule['confirm'])}, where it averaged {pct(o['confirm']['mean'], 3)} "
                  f"against the base's {pct(o['confirm']['mean'] - o['confirm_gain'], 3)}, "
-                 f"{100 * o['confirm_gain']:+.3f} pp")
+                 f"{pp(o['confirm_gain'], 3)}")
     elif "confirm" in rule and not o["adopted"]:
         text += (", so it trained no fresh seeds" if len(rule["candidates"]) == 1
                  else ", so no candidate went on to fresh seeds")
@@ -1213,7 +1218,7 @@ def late_round_decision(n: int, results: Path = RESULTS) -> str:
     if "stretch" in o:
         sb = rule["stretch_base"]
         text += (f" `{rule['stretch_candidate']}` averaged {pct(o['stretch']['mean'], 3)} against `{sb}`'s "
-                 f"{pct(o['stretch_base_mean'], 3)}, {100 * o['stretch_gain']:+.3f} pp: "
+                 f"{pct(o['stretch_base_mean'], 3)}, {pp(o['stretch_gain'], 3)}: "
                  f"**{'adopted' if o['stretch_adopted'] else 'not adopted'}**"
                  f"{f', as `{STRETCH}`' if o['stretch_adopted'] else f'; `{sb}` stayed'}.")
     return text
