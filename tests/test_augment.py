@@ -38,10 +38,18 @@ def test_every_image_gets_its_own_transform(small_splits):
 
 def test_the_same_seed_gives_the_same_transforms(small_splits):
     x, _ = _digits(small_splits)
-    a = random_affine(x, 10, 0.1, generator=torch.Generator().manual_seed(7))
-    b = random_affine(x, 10, 0.1, generator=torch.Generator().manual_seed(7))
-    c = random_affine(x, 10, 0.1, generator=torch.Generator().manual_seed(8))
+    fill = small_splits.background
+    a = random_affine(x, 10, 0.1, fill, generator=torch.Generator().manual_seed(7))
+    b = random_affine(x, 10, 0.1, fill, generator=torch.Generator().manual_seed(7))
+    c = random_affine(x, 10, 0.1, fill, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augmenting_without_the_background_value_says_what_to_pass(small_splits):
+    # 0.0 in normalized units is the mean pixel, a grey: a silent default would pad every moved digit with grey
+    x, _ = _digits(small_splits)
+    with pytest.raises(ValueError, match="fill=splits.background"):
+        random_affine(x, 10, 0.1)
 
 
 def test_no_rotation_and_no_shift_is_the_identity_and_blank_stays_blank(small_splits):
@@ -95,7 +103,8 @@ def test_an_elastic_warp_moves_pixels_smoothly_within_its_bound_and_leaves_other
     ink = lambda img: (img - small_splits.background).clamp(min=0).sum((1, 2, 3))  # noqa: E731
     assert torch.allclose(ink(warped), ink(x), rtol=0.5)  # a warp stretches and squeezes strokes, it keeps the digit
     # without `elastic` the random stream, and so every existing recipe's augmentation, is unchanged
-    assert torch.equal(random_affine(x, 7, 0.05, generator=g()), random_affine(x, 7, 0.05, generator=g(), elastic=0.0))
+    fill = small_splits.background
+    assert torch.equal(random_affine(x, 7, 0.05, fill, generator=g()), random_affine(x, 7, 0.05, fill, generator=g(), elastic=0.0))
     assert TrainConfig(degrees=7, elastic=1.5).augment["elastic"] == 1.5 and "elastic" not in TrainConfig().to_dict()
 
 

@@ -199,4 +199,4 @@ def test_a_bad_input_in_a_real_process_prints_one_line_and_exits_non_zero(tmp_pa
                          capture_output=True, text=True, timeout=300, cwd=repo_root())
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.splitlines() == ["python -m utils.train: error: unknown device 'tpu': use cpu, cuda (cuda:N), "
-                                       "mps, or leave it out to take the best one available"]
+                                       "mps, or leave it out (None, or no --device) to take the best one available"]

@@ -139,6 +139,44 @@ def test_the_device_is_chosen_automatically_or_as_asked():
     if expected:
         assert pick_device().type == expected
     assert pick_device("cpu") == torch.device("cpu")
+    # a notebook's DEVICE goes through the same checks as the command line's --device
+    with pytest.raises(DeviceError, match="unknown device 'GPU'"):
+        pick_device("GPU")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available here"):
+            pick_device("cuda")
+
+
+def test_a_checkpoint_loads_on_the_device_chosen_automatically(tmp_path):
+    path = save_checkpoint(build_model(), tmp_path / "m.pt", FINAL, 0.13, 0.31)
+    model = build_model()
+    load_checkpoint(path, model, "auto")
+    assert next(model.parameters()).device.type == pick_device().type
+    assert next(load_trained_model(path, "auto")[0].parameters()).device.type == pick_device().type
+
+
+@pytest.mark.parametrize("change", [dict(epochs=0), dict(batch_size=0)])
+def test_a_recipe_without_epochs_or_batches_is_refused_before_training(small_splits, change):
+    with pytest.raises(ValueError, match="must be at least 1"):
+        fit(build_model(), small_splits, replace(SHORT, **change), seed=1, progress=False, log=None)
+
+
+def test_self_distillation_without_an_average_trains_the_live_model_in_training_mode(small_splits, monkeypatch):
+    # with no EMA, SWA or BatchNorm re-measurement the kept weights are the live model's: the teacher must be a
+    # copy, or putting the teacher in eval mode would train the live model with BatchNorm frozen and no Dropout
+    from utils import engine
+
+    seen = []
+    real = engine.train_one_epoch
+
+    def spy(model, *args, teacher=None, **kwargs):
+        seen.append(teacher is not None and teacher is model)
+        return real(model, *args, teacher=teacher, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", spy)
+    config = replace(SHORT, epochs=3, ema=0.0, swa_start=0, bn_recompute=False, distill=0.5)
+    fit(build_model(seed=1), small_splits, config, seed=1, progress=False, log=None)
+    assert seen == [False, False, False]
 
 
 def test_the_command_line_entry_runs_end_to_end(tmp_path, data_root):

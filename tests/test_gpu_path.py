@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_leaves
 from utils.data import iterate_batches
 from utils.engine import evaluate
 from utils.models import FINAL, STEPS, build_model
+from utils.robustness import PERTURBATIONS
 
 HOST_SYNC = "aten._local_scalar_dense.default"
 
@@ -76,3 +77,18 @@ def test_evaluation_waits_for_the_device_once_after_the_last_batch():
     assert len(convolutions) == 3 * per_batch  # all three batches (128 + 128 + 44) went through the model
     assert names.index(HOST_SYNC) > convolutions[-1]
     assert [op for op, devices in ops if devices - {"cuda"}] == []
+
+
+@pytest.mark.parametrize("name", sorted(PERTURBATIONS))
+def test_notebook_04s_perturbations_work_on_images_on_the_gpu(name):
+    # every tensor a perturbation makes (angles, shift directions, zoom matrices, noise) must be on the
+    # images' device, or a learner with a GPU who moves the test set there gets a device-mismatch error
+    perturb = PERTURBATIONS[name]
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        x = torch.rand(6, 28, 28, device="cuda")
+        with RecordOps() as record:
+            out = perturb.apply(x, max(perturb.strengths, key=abs))
+    assert out.device.type == "cuda" and out.shape == x.shape
+    # a CPU tensor may go in only as a seeded draw copied over once (`_to_copy`), never into the arithmetic
+    assert [op for op, devices in record.ops if devices - {"cuda"} and "_to_copy" not in op
+            and not all(d == "cpu" for d in devices)] == []

@@ -83,8 +83,11 @@ def test_tta_averages_probabilities_over_the_shifted_copies():
     with torch.no_grad():
         torch.testing.assert_close(tta_log_probs(model, x), model(x))
         shifts = TTA_SHIFTS["cross1"]
-        expected = torch.stack([model(shift_images(x, dx, dy)).exp() for dx, dy in shifts]).mean(0).log()
-        out = tta_log_probs(model, x, shifts)
+        expected = torch.stack([model(shift_images(x, dx, dy, -0.4)).exp() for dx, dy in shifts]).mean(0).log()
+        out = tta_log_probs(model, x, shifts, -0.4)
+        # without the background value the shifted copies cannot be made: an error that says what to pass
+        with pytest.raises(ValueError, match="fill=splits.background"):
+            tta_log_probs(model, x, shifts)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(out.exp().sum(1), torch.ones(4))
 

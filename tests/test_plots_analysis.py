@@ -36,6 +36,7 @@ def test_live_and_ema_curves_are_drawn_as_error_rates():
     lines = {ln.get_label(): list(ln.get_ydata()) for ln in ax.get_lines()}
     assert [round(v, 6) for v in lines["validation, EMA weights (kept)"]] == [50.0, 0.5]
     assert "validation, live weights" in lines
+    assert "validation, SWA weights (kept)" in {ln.get_label() for ln in plot_train_live_ema(h, kept="SWA").get_lines()}
 
 
 def test_probabilities_bars_and_robustness_panels():

@@ -69,18 +69,19 @@ def random_affine(
     x: Tensor,
     degrees: float = 10.0,
     translate: float = 0.1,
-    fill: float = 0.0,
+    fill: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
     scale: float = 0.0,
     elastic: float = 0.0,
 ) -> Tensor:
     """Rotate, shift (and zoom, if `scale`; warp elastically, if `elastic`) each image of an N x C x H x W batch by its own random amount, bilinearly.
 
-    Pixels that come from outside the image take the value `fill` (the normalized background).
+    Pixels that come from outside the image take the value `fill` (the normalized background; required).
     The random numbers are drawn on x's device from `generator`, so nothing leaves the device.
     """
     if x.dim() != 4:
         raise ValueError(f"random_affine expects an N x C x H x W batch, got shape {tuple(x.shape)}")
+    _check_fill(fill, "random_affine")
     theta = random_affine_params(len(x), degrees, translate, generator, x.device, scale).to(x.dtype)
     grid = affine_grid(theta, list(x.shape))
     if elastic:  # drawn only when asked for, so recipes without it keep their random stream
@@ -89,11 +90,20 @@ def random_affine(
     return out + fill
 
 
-def shift_images(x: Tensor, dx: int, dy: int, fill: float = 0.0) -> Tensor:
-    """The N x C x H x W batch moved by whole pixels (dx right, dy down); pixels moved in take the value `fill`."""
+def _check_fill(fill: Optional[float], who: str) -> None:
+    """A ValueError that says what to pass when the background value for moved-in pixels is missing."""
+    if fill is None:
+        raise ValueError(f"{who} needs `fill`, the normalized value of the black background that moves in at the "
+                         f"edges: pass fill=splits.background (splits from utils.data.load_splits); 0.0 would be "
+                         f"the mean pixel, a grey")
+
+
+def shift_images(x: Tensor, dx: int, dy: int, fill: Optional[float] = None) -> Tensor:
+    """The N x C x H x W batch moved by whole pixels (dx right, dy down); pixels moved in take the value `fill` (required)."""
     m = max(abs(dx), abs(dy))
     if m == 0:
         return x
+    _check_fill(fill, "shift_images")
     h, w = x.shape[-2:]
     padded = F.pad(x, (m, m, m, m), value=fill)
     return padded[..., m - dy : m - dy + h, m - dx : m - dx + w]

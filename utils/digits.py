@@ -111,14 +111,14 @@ def centre_by_mass(box: Tensor, size: int = SIZE) -> Tensor:
     h, w = box.shape
     if h > size or w > size:
         raise ValueError(f"a {h}x{w} box does not fit in {size}x{size}")
-    ys = torch.arange(h, dtype=box.dtype)[:, None]
-    xs = torch.arange(w, dtype=box.dtype)[None, :]
+    ys = torch.arange(h, dtype=box.dtype, device=box.device)[:, None]
+    xs = torch.arange(w, dtype=box.dtype, device=box.device)[None, :]
     mass = box.sum()
     cy, cx = (ys * box).sum() / mass, (xs * box).sum() / mass
     centre = size / 2  # MNIST's own digits have their centre of mass at pixel (14, 14), indices 0..27
     top = int(torch.round(centre - cy).clamp(0, size - h))  # whole pixels, the box kept inside the image
     left = int(torch.round(centre - cx).clamp(0, size - w))
-    out = torch.zeros(size, size, dtype=box.dtype)
+    out = torch.zeros(size, size, dtype=box.dtype, device=box.device)
     out[top : top + h, left : left + w] = box
     return out
 

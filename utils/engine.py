@@ -228,6 +228,9 @@ def distill_weight(config: TrainConfig, epoch: int) -> float:
 
 def check_config(config: TrainConfig) -> None:
     """Raise a ValueError that says what to change if the settings cannot work together."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1, got epochs={config.epochs}, "
+                         f"batch_size={config.batch_size}")
     if not 0 <= config.distill < 1:
         raise ValueError(f"distill is the teacher's share of the loss: use a value in [0, 1), got {config.distill}")
     if not 0 <= config.swa_start <= config.epochs:
@@ -238,26 +241,19 @@ def check_config(config: TrainConfig) -> None:
                          f"epochs={config.epochs}, got {config.clean_epochs}")
 
 
-def pick_device(preferred: Optional[str] = None) -> torch.device:
-    """`preferred` if given, else CUDA, else Apple's MPS, else the CPU."""
-    if preferred and preferred != "auto":
-        return torch.device(preferred)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def checked_device(preferred: Optional[str] = None) -> torch.device:
-    """Like `pick_device`, but a device that is unknown or absent here raises a `DeviceError` that says so."""
+def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
+    """`preferred` if given (one unknown or absent here raises a `DeviceError` that says so), else CUDA, else MPS, else the CPU."""
     if not preferred or preferred == "auto":
-        return pick_device()
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
     try:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
         raise DeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N), mps, or leave it out "
-                          f"to take the best one available") from None
+                          f"(None, or no --device) to take the best one available") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -265,7 +261,7 @@ def checked_device(preferred: Optional[str] = None) -> torch.device:
         if count == 0:
             why = "torch was built without CUDA" if not torch.backends.cuda.is_built() else "no GPU is visible"
             raise DeviceError(f"device {preferred!r} asked for, but CUDA is not available here ({why}): "
-                              f"use --device cpu, or leave --device out to take the best one available")
+                              f"use cpu, or leave the device out (None, or no --device) to take the best one available")
         if device.index is not None and device.index >= count:
             raise DeviceError(f"device {preferred!r} asked for, but this machine has {count} CUDA device(s): "
                               f"use cuda:0 to cuda:{count - 1}")
@@ -273,8 +269,8 @@ def checked_device(preferred: Optional[str] = None) -> torch.device:
     backend = getattr(torch, device.type, None) or getattr(torch.backends, device.type, None)
     is_available = getattr(backend, "is_available", None)
     if not (callable(is_available) and is_available()):
-        raise DeviceError(f"device {preferred!r} is not available on this machine: use --device cpu, "
-                          f"or leave --device out to take the best one available")
+        raise DeviceError(f"device {preferred!r} is not available on this machine: use cpu, "
+                          f"or leave the device out (None, or no --device) to take the best one available")
     return device
 
 
@@ -351,8 +347,11 @@ TTA_SHIFTS = {
 """Test-time augmentation: the whole-pixel shifts whose predicted probabilities are averaged."""
 
 
-def tta_log_probs(model: nn.Module, x: Tensor, shifts=TTA_SHIFTS["none"], fill: float = 0.0) -> Tensor:
-    """Log of the mean predicted probabilities over copies of x shifted by `shifts` (one copy: the model's output)."""
+def tta_log_probs(model: nn.Module, x: Tensor, shifts=TTA_SHIFTS["none"], fill: Optional[float] = None) -> Tensor:
+    """Log of the mean predicted probabilities over copies of x shifted by `shifts` (one copy: the model's output).
+
+    `fill` is the normalized background that moves in at the edges (`splits.background`); shifts need it.
+    """
     if len(shifts) == 1 and tuple(shifts[0]) == (0, 0):
         return model(x)
     probs = sum(model(shift_images(x, dx, dy, fill)).exp() for dx, dy in shifts)
@@ -409,7 +408,7 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
 
 @torch.no_grad()
 def evaluate_batches(
-    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], shifts=TTA_SHIFTS["none"], fill: float = 0.0
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], shifts=TTA_SHIFTS["none"], fill: Optional[float] = None
 ) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels), optionally with TTA.
 
@@ -436,7 +435,7 @@ def evaluate_batches(
 
 
 def evaluate(
-    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000, shifts=TTA_SHIFTS["none"], fill: float = 0.0
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000, shifts=TTA_SHIFTS["none"], fill: Optional[float] = None
 ) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in eval mode on whole tensors (`shifts`: test-time augmentation)."""
     check_images(model, x)
@@ -444,7 +443,7 @@ def evaluate(
     return evaluate_batches(model, iterate_batches(x, y, batch_size), shifts, fill)
 
 
-def tta_accuracies(model: nn.Module, x: Tensor, y: Tensor, names=tuple(TTA_SHIFTS), fill: float = 0.0,
+def tta_accuracies(model: nn.Module, x: Tensor, y: Tensor, names=tuple(TTA_SHIFTS), fill: Optional[float] = None,
                    batch_size: int = 2000) -> dict[str, float]:
     """Accuracy on (x, y) with each named shift set of `TTA_SHIFTS` ("none": without TTA), e.g. to pick one on val."""
     return {k: evaluate(model, x, y, batch_size, TTA_SHIFTS[k], fill)[1] for k in names}
@@ -510,7 +509,9 @@ def fit(
             kept = model if ema is None else ema.module
             if config.bn_recompute:
                 kept = recompute_batchnorm(copy.deepcopy(kept), bn_x, config.eval_batch_size)
-        teacher = kept if config.distill else None
+        # the teacher is the kept weights: a copy of the live model when nothing else keeps one (else
+        # train_one_epoch's teacher.eval() would switch the live model itself out of training mode)
+        teacher = (copy.deepcopy(kept) if kept is model else kept) if config.distill else None
         val_loss, val_acc = evaluate(kept, splits.val_x, splits.val_y, config.eval_batch_size)
         if "live_val_acc" in history:
             history["live_val_acc"].append(evaluate(model, splits.val_x, splits.val_y, config.eval_batch_size)[1])
@@ -733,10 +734,11 @@ def read_run(path: str | os.PathLike) -> dict:
     return metrics
 
 
-def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
+def _read_checkpoint(path: Path, device: str | torch.device) -> tuple[dict, torch.device]:
+    """The checkpoint's fields, its tensors on `device`, and that device resolved ("auto" -> cuda, mps or cpu)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one first (python -m utils.train) or fix the path")
-    device = checked_device(str(device))  # a bad device is named as such, not blamed on the file below
+    device = pick_device(str(device))  # a bad device is named as such, not blamed on the file below
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
@@ -744,14 +746,13 @@ def _read_checkpoint(path: Path, device: str | torch.device) -> dict:
             f"{path} is not a readable checkpoint ({type(err).__name__}); the file is corrupt or truncated: "
             f"delete it and train again (python -m utils.train)") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} was not written by utils.engine.save_checkpoint (format {CHECKPOINT_FORMAT})")
-    return payload
+        raise CheckpointError(f"{path} was not written by utils.engine.save_checkpoint (format {CHECKPOINT_FORMAT}): "
+                              f"give a .pt file that python -m utils.train wrote, or train one")
+    return payload, device
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | torch.device = "cpu") -> dict:
-    """Load weights saved by `save_checkpoint` into `model`, left in eval mode; returns the checkpoint's other fields."""
-    path = Path(path).expanduser()
-    payload = _read_checkpoint(path, device)
+def _load_weights(model: nn.Module, payload: dict, path: Path, device: torch.device) -> dict:
+    """`payload`'s weights into `model`, on `device`, in eval mode; the checkpoint's other fields."""
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -764,13 +765,23 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | tor
     return {k: v for k, v in payload.items() if k != "state_dict"}
 
 
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, device: str | torch.device = "cpu") -> dict:
+    """Load weights saved by `save_checkpoint` into `model`, left in eval mode; returns the checkpoint's other fields."""
+    path = Path(path).expanduser()
+    payload, device = _read_checkpoint(path, device)
+    return _load_weights(model, payload, path, device)
+
+
 def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The model named in a checkpoint, built and loaded with its weights, in eval mode, and the checkpoint's other fields."""
     from .models import STEPS, build_model
 
     path = Path(path).expanduser()
-    name = _read_checkpoint(path, "cpu").get("model_name")
+    payload, device = _read_checkpoint(path, device)
+    name = payload.get("model_name")
     if name not in STEPS:
-        raise CheckpointError(f"{path} names model {name!r}, which utils.models does not define")
+        raise CheckpointError(f"{path} names model {name!r}, which utils.models does not define: another version "
+                              f"of this repository wrote it; train the model again (python -m utils.train) or "
+                              f"load it with the version that wrote it")
     model = build_model(name)
-    return model, load_checkpoint(path, model, device)
+    return model, _load_weights(model, payload, path, device)

@@ -154,13 +154,19 @@ STRETCH = "9_stretch_tuned"
 BASELINE = "1_skeleton"
 
 
-def build_model(name: str = FINAL, seed: int | None = None) -> Net:
-    """A fresh model of the named step (default: the final one); `seed` fixes its initial weights."""
+def step_of(name: str) -> Step:
+    """The named step of the road; an unknown name raises a KeyError that lists the known ones."""
     if name not in STEPS:
         raise KeyError(f"unknown model {name!r}; choose one of {', '.join(STEPS)}")
+    return STEPS[name]
+
+
+def build_model(name: str = FINAL, seed: int | None = None) -> Net:
+    """A fresh model of the named step (default: the final one); `seed` fixes its initial weights."""
+    step = step_of(name)
     if seed is not None:
         torch.manual_seed(seed)
-    return STEPS[name].build()
+    return step.build()
 
 
 def count_parameters(model: nn.Module) -> int:

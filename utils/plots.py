@@ -31,17 +31,6 @@ def plot_history(history: dict, title: str = "", axes=None):
     return axes
 
 
-def plot_lr(history: dict, ax=None):
-    """The learning rate at the start of each epoch."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(history["epoch"], history["lr"], "o-")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.grid(alpha=0.3)
-    return ax
-
-
 def show_digits(
     images: Tensor,
     titles: Optional[Sequence[str]] = None,
@@ -124,15 +113,15 @@ def show_errors(
                                 f"({len(conf) - n_red})")
 
 
-def plot_train_live_ema(history: dict, ax=None):
-    """Error rate per epoch on a log scale: training batches, validation of the live weights and of their EMA."""
+def plot_train_live_ema(history: dict, ax=None, kept: str = "EMA"):
+    """Error rate per epoch on a log scale: training batches, validation of the live weights and of their `kept` average (EMA or SWA)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.8))
     epochs = history["epoch"]
     series = [("train (augmented, dropout on, live weights)", history["train_acc"], "o-")]
     if "live_val_acc" in history:
         series.append(("validation, live weights", history["live_val_acc"], "^--"))
-    series.append(("validation, EMA weights (kept)" if "live_val_acc" in history else "validation",
+    series.append((f"validation, {kept} weights (kept)" if "live_val_acc" in history else "validation",
                    history["val_acc"], "s-"))
     for label, acc, style in series:
         ax.plot(epochs, [100 * (1 - a) for a in acc], style, label=label)

@@ -41,7 +41,7 @@ def _affine(x: Tensor, theta: Tensor) -> Tensor:
 def rotate(x: Tensor, degrees: float) -> Tensor:
     """Each image turned by `degrees` about its centre: even-indexed images anticlockwise, odd-indexed clockwise."""
     b = _batch(x)
-    sign = torch.where(torch.arange(len(b)) % 2 == 0, 1.0, -1.0)
+    sign = torch.where(torch.arange(len(b), device=b.device) % 2 == 0, 1.0, -1.0)
     a = sign * math.radians(degrees)
     cos, sin = torch.cos(a), torch.sin(a)
     zero = torch.zeros_like(a)
@@ -54,9 +54,10 @@ def shift(x: Tensor, pixels: float, seed: int = 0) -> Tensor:
     """Each image moved by `pixels` in its own random direction (seeded), black moving in."""
     b = _batch(x)
     h, w = b.shape[-2:]
-    angle = torch.rand(len(b), generator=torch.Generator().manual_seed(seed)) * 2 * math.pi
+    # drawn on the CPU, so a seed gives the same directions on every device
+    angle = (torch.rand(len(b), generator=torch.Generator().manual_seed(seed)) * 2 * math.pi).to(b.device)
     dx, dy = pixels * torch.cos(angle), pixels * torch.sin(angle)
-    one, zero = torch.ones(len(b)), torch.zeros(len(b))
+    one, zero = torch.ones_like(angle), torch.zeros_like(angle)
     # affine_grid spans [-1, 1] over the image: one pixel is 2 / size; minus: the output samples from behind.
     theta = torch.stack([torch.stack([one, zero, -2 * dx / w], 1), torch.stack([zero, one, -2 * dy / h], 1)], 1)
     return _like(_affine(b, theta), x)
@@ -67,7 +68,7 @@ def zoom(x: Tensor, factor: float) -> Tensor:
     if factor <= 0:
         raise ValueError(f"the zoom factor must be positive, got {factor}")
     b = _batch(x)
-    theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]]).expand(len(b), 2, 3)
+    theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]], device=b.device).expand(len(b), 2, 3)
     return _like(_affine(b, theta), x)
 
 

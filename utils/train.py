@@ -21,10 +21,10 @@ from typing import Optional, Sequence
 import torch
 
 from .data import ENV_VAR, DatasetNotFoundError, MNISTFileError, load_splits, load_test_set, repo_root
-from .engine import (CheckpointError, DeviceError, InputError, OutputFolderError, RunFilesError, checked_device,
+from .engine import (CheckpointError, DeviceError, InputError, OutputFolderError, RunFilesError, pick_device,
                      check_writable_folder, checkpoint_bytes, evaluate, fit, read_run, save_run, tf32_convolutions,
                      tf32_disabled, write_atomically)
-from .models import FINAL, STEPS, build_model, count_parameters, final_receptive_field
+from .models import FINAL, STEPS, build_model, count_parameters, final_receptive_field, step_of
 
 
 PUBLISHED = (repo_root() or Path.cwd()) / "results"
@@ -90,9 +90,9 @@ def train_model(
     and the JSON records the checkpoint's sha256 (`utils.engine.read_run` checks it). tf32=False makes
     a GPU compute in full float32 (`utils.engine.tf32_disabled`), as GPUs without TF32 (a T4, say) always do.
     """
-    step = STEPS[model_name]
+    step = step_of(model_name)
     config = step.config if epochs is None else replace(step.config, epochs=epochs)
-    dev = checked_device(device)
+    dev = pick_device(device)
     if not tf32:  # the same run inside the context (tf32=True there: leave the setting as the context made it)
         with tf32_disabled():
             return train_model(model_name, seed, epochs, out, data_root, device, subset, test, progress, log, tf32=True)
@@ -277,7 +277,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         runs = [read_run(args.out / f"{args.model}_seed{s}.json") for s in seeds]  # each pair checked
         check_writable_folder(args.out)
     else:
-        checked_device(args.device)  # these fail before any training starts
+        pick_device(args.device)  # these fail before any training starts
         check_writable_folder(args.out)
         runs = [
             train_model(args.model, s, args.epochs, args.out, args.data_root, args.device, args.subset,
