@@ -1,4 +1,4 @@
-"""Variations of the road's final recipe (`6_onecycle`), judged on the validation split only (the test set is not touched).
+"""Variations of a recipe of the road (round 1: step 6's, `6_onecycle`; later rounds: the final model's), judged on validation only.
 
     python scripts/try_recipes.py            # train every variation and seed that has no result file yet
     python scripts/try_recipes.py --jobs 2   # two at a time (one CPU thread each)
@@ -9,7 +9,8 @@
 Your runs go to runs/tried*/ (ignored by git). The published ones, in results/tried*/, are written only by
 scripts/reproduce_results.sh, which passes --publish.
 
-Each run is that recipe (`utils.models.TUNING_BASE`) with one or two changes, seeded like `utils.train`
+The test set is not touched. Each run of round 1 is step 6's recipe (`utils.models.TUNING_BASE`) with one or two changes (a
+later round's, its base's; see `--help` for which round varies what), seeded like `utils.train`
 (`torch.manual_seed(seed)` before the model is built, `fit(..., seed=seed)`), trained for the full
 15 epochs with one CPU thread; its best validation accuracy is written to
 results/tried/<variation>_seed<seed>.json (runs/tried/ without --publish), and `python -m utils.report` turns the
@@ -28,8 +29,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+from utils.data import load_mnist_arrays
+from utils.engine import pick_device
 from utils.models import STEPS, TUNING_BASE, split_overrides
-from utils.train import PUBLISHED as RESULTS, RUNS  # the published runs, and a learner's own (ignored by git)
+from utils.train import PUBLISHED as RESULTS, RUNS, USER_ERRORS  # the published runs, a learner's own (ignored by git)
 
 OUT = RESULTS / "tried"
 SEEDS = (1, 2)
@@ -366,9 +369,10 @@ def run_one(name: str, seed: int, data_root: str | None = None, device: str = "c
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Train the variations that have no result file yet."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each")
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--list", action="store_true", help="show what is there; train nothing")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each (default 1)")
+    ap.add_argument("--data-root", default=None, help="folder holding MNIST/raw (default: $MNIST_ROOT, else data/)")
+    ap.add_argument("--list", action="store_true",
+                    help="count the round's runs that have no result file yet, and name them; train nothing")
     ap.add_argument("--names", action="store_true", help="print the round's variation names; train nothing")
     ap.add_argument("--seeds", action="store_true", help="print the round's seeds; train nothing")
     ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=1,
@@ -383,11 +387,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "default: runs/, ignored by git")
     ap.add_argument("--one", nargs=2, metavar=("NAME", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.one:
         run_one(args.one[0], int(args.one[1]), args.data_root, args.device, args.round, args.confirm, args.publish)
         return 0
     table, seeds, out, _ = ROUNDS[args.round]
     out = output_folder(out, args.publish)
+    unknown = [n for n in args.only or [] if n not in table]
+    if unknown:
+        ap.error(f"round {args.round} has no variation {', '.join(map(repr, unknown))}; its variations: {' '.join(table)}")
+    if args.confirm:
+        from utils.report import LATE_RULES
+
+        two_stage = [r for r, rule in LATE_RULES.items() if "confirm" in rule]
+        if args.round not in two_stage:
+            ap.error(f"round {args.round} has one stage, so --confirm has nothing to train; the two-stage rounds: "
+                     f"{' '.join(map(str, two_stage))}")
     names = args.only or list(table)
     if args.names or args.seeds:
         print(" ".join(names) if args.names else " ".join(map(str, seeds)))
@@ -403,17 +419,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.list:
         print(f"{len(todo)} of {len(names) * len(seeds)} runs missing: {todo}")
         return 0
+    try:  # what every run needs, checked once before the first starts
+        pick_device(args.device)
+        load_mnist_arrays(args.data_root)  # downloaded if missing; its files checked
+    except USER_ERRORS as err:
+        print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    failed = []
 
     def launch(job):
+        if failed:  # after a failure, start no more runs
+            return
         cmd = [sys.executable, __file__, "--one", job[0], str(job[1]), "--device", args.device,
                "--round", str(args.round)] + (["--confirm"] if args.confirm else []) + (["--publish"] if args.publish else [])
         if args.data_root:
             cmd += ["--data-root", args.data_root]
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode != 0:
+            failed.append(job)
+            return
         print(f"done: {job[0]} seed {job[1]}", flush=True)
 
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(launch, todo))
+    if failed:
+        print(f"{ap.prog}: error: {failed[0][0]} seed {failed[0][1]} failed (its error is above); no more runs were "
+              f"started, and the finished ones are kept: run the same command again to train what is missing",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 OUT = "tried_tta"
@@ -27,20 +29,31 @@ OUT = "tried_tta"
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Evaluate the final model's published checkpoints on validation with and without each TTA shift set."""
+    from utils.train import PUBLISHED, RUNS, USER_ERRORS
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 epilog="About five minutes on one CPU thread; trains nothing.")
+    ap.add_argument("--data-root", default=None, help="folder holding MNIST/raw (default: $MNIST_ROOT, else data/)")
+    ap.add_argument("--publish", action="store_true",
+                    help="write to results/tried_tta/, the published runs (scripts/reproduce_results.sh passes it); "
+                         "default: runs/tried_tta/, ignored by git")
+    args = ap.parse_args(argv)
+    try:
+        return _evaluate_checkpoints(args, (PUBLISHED if args.publish else RUNS) / OUT)
+    except USER_ERRORS as err:  # missing data, a missing or damaged checkpoint: one line, no traceback
+        print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+
+
+def _evaluate_checkpoints(args: argparse.Namespace, out: Path) -> int:
+    """Each published checkpoint's validation accuracy with every shift set, one JSON per seed in `out`."""
     import torch
 
     from utils.data import load_splits
     from utils.engine import load_trained_model, tta_accuracies, tune_cpu_allocator
     from utils.report import TTA_RULE
-    from utils.train import PUBLISHED, RUNS
+    from utils.train import PUBLISHED
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--publish", action="store_true",
-                    help="write to results/tried_tta/, the published runs (scripts/reproduce_results.sh passes it); "
-                         "default: runs/tried_tta/, ignored by git")
-    args = ap.parse_args(argv)
-    out = (PUBLISHED if args.publish else RUNS) / OUT
     torch.set_num_threads(1)
     tune_cpu_allocator()  # as `fit` does: without it every 2,000-image batch maps fresh pages (2.5x the CPU time here)
     splits = load_splits(args.data_root)

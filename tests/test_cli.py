@@ -114,8 +114,11 @@ def bad_inputs(tmp_path):
     short_labels = tmp_path / "short_labels"
     _fake_raw(short_labels, n_labels=9)
     cases = [
-        (["--device", "tpu"], 1, "unknown device 'tpu'"),
-        (["--subset", "0"], 2, "--subset must be at least 1"),
+        (["--device", "tpu"], 2, "unknown device 'tpu'"),
+        (["--subset", "0"], 2, "--subset must be 1 to 50000"),
+        (["--subset", "60000"], 2, "--subset must be 1 to 50000"),
+        (["--out", ""], 2, "--out is empty"),
+        (["--seed", "3", "--seeds", "1", "2"], 2, "give --seed or --seeds, not both"),
         (["--seed", "-1"], 2, "seeds must be 0 or more"),
         (["--seeds", "1", "-2"], 2, "seeds must be 0 or more"),
         (["--seeds", "1", "1"], 2, "lists a seed twice"),
@@ -178,11 +181,15 @@ def test_paths_starting_with_a_tilde_are_expanded(tmp_path, capsys, monkeypatch)
 
 
 def test_debug_shows_the_traceback(capsys, monkeypatch):
+    def no_gpu(*args, **kwargs):
+        raise DeviceError("no GPU here")
+
+    monkeypatch.setattr(train, "train_model", no_gpu)
     with pytest.raises(DeviceError):
-        train.main(["--device", "tpu", "--debug"])
+        train.main(["--debug"])
     monkeypatch.setenv(train.DEBUG_VAR, "1")
     with pytest.raises(DeviceError):
-        train.main(["--device", "tpu"])
+        train.main([])
 
 
 def test_ctrl_c_ends_with_one_line_and_status_130(tmp_path, capsys, monkeypatch):
@@ -197,6 +204,6 @@ def test_ctrl_c_ends_with_one_line_and_status_130(tmp_path, capsys, monkeypatch)
 def test_a_bad_input_in_a_real_process_prints_one_line_and_exits_non_zero(tmp_path):
     run = subprocess.run([sys.executable, "-m", "utils.train", "--device", "tpu", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=repo_root())
-    assert run.returncode == 1 and run.stdout == ""
+    assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.splitlines() == ["python -m utils.train: error: unknown device 'tpu': use cpu, cuda (cuda:N), "
-                                       "mps, or leave it out (None, or no --device) to take the best one available"]
+                                       "mps, or leave it out (None, or no --device) to take the best one available (see --help)"]

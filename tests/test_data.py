@@ -91,6 +91,16 @@ def test_the_missing_data_message_is_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("given", ["MNIST", "MNIST/raw"])
+def test_the_mnist_folder_given_as_the_root_names_the_root_meant_and_downloads_nothing(tmp_path, given, monkeypatch):
+    write_idx(tmp_path, train=True)
+    write_idx(tmp_path, train=False)
+    monkeypatch.setattr(data, "MIRRORS", ["http://127.0.0.1:9/mnist/"])
+    with pytest.raises(DatasetNotFoundError, match=f"so give {tmp_path} "):
+        load_mnist_arrays(tmp_path / given)
+    assert sorted(p.name for p in (tmp_path / "MNIST").iterdir()) == ["raw"]  # no MNIST/MNIST/raw made to download into
+
+
 def test_the_real_files_pass_the_checks(data_root):
     check_raw_files(data_root, train=True)
     check_raw_files(data_root, train=False)

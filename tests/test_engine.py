@@ -254,3 +254,15 @@ def test_a_run_without_tf32_leaves_torchs_setting_as_it_found_it(tmp_path, data_
                           progress=False, log=lambda line: None, tf32=False)
     assert tf32_convolutions() and torch.backends.cudnn.allow_tf32  # restored, and the old flag still readable
     assert "cuda_tf32" not in metrics  # a CPU run has no TF32 to record
+
+
+def test_a_run_too_short_for_its_averaged_weights_says_so():
+    # one epoch of the final recipe: the EMA (decay 0.999) still holds 0.999 ** 390 = 68 % of its nearly random
+    # start, so its accuracy is near chance although training works; the learner is told why, not left to guess
+    from utils.engine import short_average_note
+
+    steps = 391  # one epoch of 50,000 images in batches of 128
+    note = short_average_note(replace(STEPS[FINAL].config, epochs=1), steps)
+    assert note and "68 %" in note and "2996 steps, 8 epochs" in note
+    assert short_average_note(STEPS[FINAL].config, steps) is None  # the recipe's 15 epochs are long enough
+    assert short_average_note(replace(STEPS[FINAL].config, ema=0.0, epochs=1), steps) is None

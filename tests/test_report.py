@@ -378,3 +378,19 @@ def test_a_gain_that_rounds_to_zero_reads_plus_zero_not_minus_zero():
     row = {"name": "x", "change": "x", "params": 1, "val": {1: 0.99}, "mean": 0.99, "delta": -1e-7,
            "tta5_gain": -4e-6, "tta9_gain": 2e-4}
     assert _round_table([row], "b", "none").splitlines()[-1].endswith("| +0.000 | +0.000 | +0.020 |")
+
+
+def test_the_report_command_checks_rewrites_and_refuses_a_wrong_file(tmp_path, capsys):
+    from utils.report import ROOT, main
+
+    stale = tmp_path / "README.md"
+    current = (ROOT / "README.md").read_text()
+    stale.write_text(current.replace("<!-- begin:pick -->\n", "<!-- begin:pick -->\nstale line\n", 1))
+    assert main(["--check", "--readme", str(stale)]) == 1 and "out of date" in capsys.readouterr().out
+    assert main(["--readme", str(stale)]) == 0 and stale.read_text() == current
+    assert main(["--check", "--readme", str(stale)]) == 0 and "are current" in capsys.readouterr().out
+    for wrong, says in ((tmp_path / "missing.md", "is not a file"), (tmp_path, "is not a file"),
+                        (ROOT / "pyproject.toml", "has no <!-- begin:NAME --> blocks")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--readme", str(wrong)])
+        assert exit_.value.code == 2 and says in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -66,3 +67,46 @@ def test_the_help_names_publish(script, capsys):
     with pytest.raises(SystemExit):
         _script(script).main(["--help"])
     assert "--publish" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--only", "bogus"], "round 1 has no variation 'bogus'; its variations: "),
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--round", "1", "--confirm", "--list"], "round 1 has one stage"),
+])
+def test_try_recipes_refuses_a_bad_choice_in_one_line_before_anything_runs(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        try_recipes.main(argv)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_try_recipes_checks_the_device_before_the_first_run(capsys, monkeypatch):
+    monkeypatch.setattr(try_recipes.subprocess, "run", lambda *a, **k: pytest.fail("a run was started"))
+    assert try_recipes.main(["--only", "batch64", "--device", "tpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown device 'tpu'" in err and "Traceback" not in err
+
+
+def test_try_recipes_starts_no_more_runs_after_one_fails(tmp_path, capsys, monkeypatch):
+    started = []
+
+    def fake_run(cmd, **kwargs):
+        started.append(cmd[cmd.index("--one") + 1:cmd.index("--one") + 3])
+        return subprocess.CompletedProcess(cmd, 1 if len(started) == 1 else 0)
+
+    monkeypatch.setattr(try_recipes, "RUNS", tmp_path)
+    monkeypatch.setattr(try_recipes, "load_mnist_arrays", lambda root: None)
+    monkeypatch.setattr(try_recipes.subprocess, "run", fake_run)
+    assert try_recipes.main(["--only", "batch64", "batch256"]) == 1
+    assert started == [["batch64", "1"]]
+    assert "batch64 seed 1 failed" in capsys.readouterr().err
+
+
+def test_try_tta_names_missing_data_in_one_line(tmp_path, capsys, monkeypatch):
+    from utils import data
+
+    monkeypatch.setattr(train, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(data, "MIRRORS", ["http://127.0.0.1:9/mnist/"])  # offline, at once
+    assert try_tta.main(["--data-root", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MNIST was not found" in err and "Traceback" not in err

@@ -69,6 +69,14 @@ def _raw_files_present(root: Path) -> bool:
     return all((raw / name).is_file() for name in RAW_FILES)
 
 
+def _root_meant(root: Path) -> Optional[Path]:
+    """The data root meant when `root` is the MNIST/ or MNIST/raw folder itself (a common slip), else None."""
+    for meant, raw in ((root.parent, root / "raw"), (root.parent.parent, root)):
+        if raw.name == "raw" and raw.parent.name == "MNIST" and any((raw / f).is_file() for f in RAW_FILES):
+            return meant
+    return None
+
+
 def load_mnist_arrays(
     root: str | os.PathLike | None = None, train: bool = True, download: bool = True
 ) -> tuple[Tensor, Tensor]:
@@ -80,6 +88,11 @@ def load_mnist_arrays(
 
     root = resolve_data_root(root)
     if not _raw_files_present(root):
+        meant = _root_meant(root)
+        if meant is not None:  # no download into the wrong folder: say which one to give
+            raise DatasetNotFoundError(
+                f"MNIST was not found under {root / 'MNIST' / 'raw'}, but its files are in {root}: the data root "
+                f"is the folder that holds MNIST/, so give {meant} (--data-root, root= in code, or {ENV_VAR})")
         if not download:
             raise DatasetNotFoundError(_missing_message(root, "downloading is switched off"))
         MNIST.mirrors = list(MIRRORS)
@@ -107,8 +120,8 @@ def _missing_message(root: Path, why: str) -> str:
     raw = root / "MNIST" / "raw"
     return (
         f"MNIST was not found under {raw} and {why}. To use a copy you already have (e.g. offline), put "
-        f"the four files {', '.join(RAW_FILES)} in <root>/MNIST/raw/ and pass root=<root> (--data-root <root>), "
-        f"or set the environment variable {ENV_VAR}=<root>."
+        f"the four files {', '.join(RAW_FILES)} in <root>/MNIST/raw/ and pass --data-root <root> (root=<root> in "
+        f"code), or set the environment variable {ENV_VAR}=<root>."
     )
 
 

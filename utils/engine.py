@@ -8,6 +8,7 @@ import ctypes
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import signal
@@ -45,6 +46,10 @@ class OutputFolderError(RuntimeError):
 
 class DeviceError(ValueError):
     """The device asked for is unknown or not available on this machine."""
+
+
+class UnknownDeviceError(DeviceError):
+    """A device name torch does not know (a misspelt value, rather than a device this machine lacks)."""
 
 
 class InputError(ValueError):
@@ -252,7 +257,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
     try:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N), mps, or leave it out "
+        raise UnknownDeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N), mps, or leave it out "
                           f"(None, or no --device) to take the best one available") from None
     if device.type == "cpu":
         return device
@@ -449,6 +454,27 @@ def tta_accuracies(model: nn.Module, x: Tensor, y: Tensor, names=tuple(TTA_SHIFT
     return {k: evaluate(model, x, y, batch_size, TTA_SHIFTS[k], fill)[1] for k in names}
 
 
+SHORT_AVERAGE_SHARE = 0.05
+"""An EMA that still holds more than this share of its start is too young to judge by its accuracy."""
+
+
+def short_average_note(config: TrainConfig, steps_per_epoch: int) -> Optional[str]:
+    """A warning when a run is too short for its kept EMA weights to leave their nearly random start; else None."""
+    if not config.ema or config.swa_start:
+        return None
+    updates = steps_per_epoch * config.epochs
+    start_share = config.ema ** (updates - 1)  # the first update copies the live weights, each later one keeps `ema`
+    if start_share <= SHORT_AVERAGE_SHARE:
+        return None
+    needed = math.ceil(1 + math.log(SHORT_AVERAGE_SHARE) / math.log(config.ema))
+    epochs_needed = f"{math.ceil(needed / steps_per_epoch)} epochs"
+    return (f"note: the kept weights are an exponential moving average (decay {config.ema:g}) of the live ones; "
+            f"after this run's {updates} optimizer steps {100 * start_share:.0f} % of it is still the first step's "
+            f"nearly random weights, so its validation and test accuracy can stay near chance (10 %). Train longer "
+            f"to judge the model: the average forgets its start to {100 * SHORT_AVERAGE_SHARE:.0f} % after "
+            f"{needed} steps, {epochs_needed} of this size.")
+
+
 def fit(
     model: nn.Module,
     splits: MNISTSplits,
@@ -480,6 +506,8 @@ def fit(
     # With `config.ema`, an exponential moving average of the weights and BatchNorm statistics follows
     # training; it is the model that is validated and kept (the live weights' accuracy is logged too).
     ema = WeightEMA(model, config.ema) if config.ema else None
+    if log and short_average_note(config, steps):
+        log(short_average_note(config, steps))
     # The kept model can also be the average of the live weights since epoch `swa_start` (SWA), and its BatchNorm
     # statistics can be measured afresh on BN_IMAGES training images; with `distill`, the model kept at the end
     # of an epoch teaches the live one through the next. SWA and fresh statistics draw no random numbers, so the live

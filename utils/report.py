@@ -1250,21 +1250,32 @@ def render(text: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Rewrite README.md's generated blocks, or check that they are current."""
-    p = argparse.ArgumentParser(prog="python -m utils.report", description=__doc__.split("\n")[0])
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
-    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    p = argparse.ArgumentParser(prog="python -m utils.report", description=__doc__.split("\n")[0],
+                                epilog="Without --check it rewrites the README's generated blocks in place "
+                                       "(README.md is tracked by git: `git diff README.md` shows what changed).")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing: exit 1 if the README's generated blocks are out of date with the result files")
+    p.add_argument("--readme", default=str(ROOT / "README.md"),
+                   help="the markdown file whose <!-- begin:NAME --> ... <!-- end:NAME --> blocks to render "
+                        "(default: the repository's README.md)")
     args = p.parse_args(argv)
-    readme = Path(args.readme)
+    readme = Path(args.readme).expanduser()
+    if not readme.is_file():
+        p.error(f"--readme {readme} is not a file: give the README.md to render")
     old = readme.read_text()
+    blocks = len(re.findall(r"<!-- begin:\w+ -->", old))
+    if blocks == 0:
+        p.error(f"{readme} has no <!-- begin:NAME --> blocks to render: give the repository's README.md")
     new = render(old)
     if args.check:
         if new != old:
             print(f"{readme} is out of date with the result files: run python -m utils.report")
             return 1
+        print(f"{readme}: its {blocks} generated blocks are current")
         return 0
     readme.write_text(new)
+    print(f"{readme}: {blocks} generated blocks " + ("rewritten" if new != old else "already current, unchanged"))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

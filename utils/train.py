@@ -20,11 +20,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from .data import ENV_VAR, DatasetNotFoundError, MNISTFileError, load_splits, load_test_set, repo_root
-from .engine import (CheckpointError, DeviceError, InputError, OutputFolderError, RunFilesError, pick_device,
-                     check_writable_folder, checkpoint_bytes, evaluate, fit, read_run, save_run, tf32_convolutions,
-                     tf32_disabled, write_atomically)
+from .data import (ENV_VAR, N_TRAIN, N_VAL, DatasetNotFoundError, MNISTFileError, load_splits, load_test_set,
+                   repo_root)
+from .engine import (CheckpointError, DeviceError, InputError, OutputFolderError, RunFilesError, UnknownDeviceError,
+                     check_writable_folder, checkpoint_bytes, evaluate, fit, pick_device, read_run, save_run,
+                     tf32_convolutions, tf32_disabled, write_atomically)
 from .models import FINAL, STEPS, build_model, count_parameters, final_receptive_field, step_of
+from .report import count_of
 
 
 PUBLISHED = (repo_root() or Path.cwd()) / "results"
@@ -102,7 +104,7 @@ def train_model(
     test_x, test_y = load_test_set(splits.mean, splits.std, data_root, device=dev) if test else (None, None)
     model = build_model(model_name, seed=seed)
     stem = out / f"{model_name}_seed{seed}"
-    log(f"{model_name}: {count_parameters(model):,} parameters, {config.epochs} epochs, seed {seed}, on {dev}")
+    log(f"{model_name}: {count_parameters(model):,} parameters, {count_of(config.epochs, 'epoch')}, seed {seed}, on {dev}")
     start = time.perf_counter()
     history = fit(model, splits, config, seed=seed, progress=progress, model_name=model_name, log=log)
     seconds = time.perf_counter() - start
@@ -138,7 +140,10 @@ def train_model(
             f"test acc {metrics['test_acc']:.4f}")
     checkpoint = checkpoint_bytes(model, model_name, splits.mean, splits.std,
                                   {"best_epoch": history["best_epoch"], "best_val_acc": history["best_val_acc"]})
-    return save_run(stem, checkpoint, metrics)
+    replaced = stem.with_name(stem.name + ".json").exists()
+    metrics = save_run(stem, checkpoint, metrics)
+    log(f"saved {stem}.pt and .json" + (" (replacing the earlier run of this model and seed there)" if replaced else ""))
+    return metrics
 
 
 SAME_IN_A_SUMMARY = ("model", "epochs", "subset", "config", "cuda_tf32")
@@ -199,17 +204,21 @@ def _parser() -> argparse.ArgumentParser:
                f"be written, result files that do not match) stops before training with one line and exit "
                f"status 1; Ctrl-C exits with 130 and writes nothing for the run in progress. --debug (or "
                f"{DEBUG_VAR}=1) shows the traceback too.")
-    p.add_argument("--model", default=FINAL, choices=list(STEPS), help="which step of the road (default: final)")
+    p.add_argument("--model", default=FINAL, choices=list(STEPS),
+                   help=f"which step of the road (default: {FINAL}, the final model)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (1-19; default 15)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the weights, batch order, augmentation (>= 0)")
-    p.add_argument("--seeds", type=int, nargs="+", help="several seeds; also writes <model>_seeds.json")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the weights, batch order, augmentation (>= 0; default 1)")
+    p.add_argument("--seeds", type=int, nargs="+", help="several seeds instead of --seed; also writes <model>_seeds.json")
     p.add_argument("--out", default=None,
                    help="folder for the weights and metrics (default runs/ at the repository root, ignored by git)")
     p.add_argument("--publish", action="store_true",
                    help="allow --out inside results/, the published runs (scripts/reproduce_results.sh passes it)")
     p.add_argument("--data-root", default=None, help=f"folder holding MNIST/raw (default: ${ENV_VAR}, else data/)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the best available)")
-    p.add_argument("--subset", type=int, default=None, help="use only N >= 1 images per split (smoke tests)")
+    p.add_argument("--subset", type=int, default=None,
+                   help=f"train and validate on only the first N images of each split, 1 to {N_TRAIN:,} "
+                        f"(smoke tests; validation keeps at most its {N_VAL:,}, the test set stays whole)")
     p.add_argument("--no-test", action="store_true", help="do not evaluate the test set (architecture iterations)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-tf32", action="store_true",
@@ -254,17 +263,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.epochs is not None and not 1 <= args.epochs < 20:
         p.error("--epochs must be between 1 and 19 (the exercise allows fewer than 20)")
-    seeds = args.seeds or [args.seed]
+    if args.seeds and args.seed is not None:
+        p.error(f"give --seed or --seeds, not both (--seeds {' '.join(map(str, args.seeds))} trains those seeds)")
+    seeds = args.seeds or [1 if args.seed is None else args.seed]
     if any(s < 0 for s in seeds):
         p.error(f"seeds must be 0 or more, got {min(seeds)}")
     if len(set(seeds)) < len(seeds):
         p.error(f"--seeds lists a seed twice: {' '.join(map(str, seeds))}")
-    if args.subset is not None and args.subset < 1:
-        p.error(f"--subset must be at least 1 (images per split), got {args.subset}")
+    if args.subset is not None and not 1 <= args.subset <= N_TRAIN:
+        p.error(f"--subset must be 1 to {N_TRAIN} (images per split; the training split has {N_TRAIN}), "
+                f"got {args.subset}; leave it out to use the whole splits")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}; leave it out for torch's choice")
     if args.summarize and args.no_test:
         p.error("--summarize reads test accuracies, which --no-test runs do not have")
+    if args.out is not None and not args.out.strip():
+        p.error("--out is empty: give a folder, or leave --out out to write to runs/")
     args.out = Path(args.out).expanduser() if args.out is not None else RUNS
     if args.data_root is not None:
         args.data_root = str(Path(args.data_root).expanduser())
@@ -277,7 +291,10 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         runs = [read_run(args.out / f"{args.model}_seed{s}.json") for s in seeds]  # each pair checked
         check_writable_folder(args.out)
     else:
-        pick_device(args.device)  # these fail before any training starts
+        try:
+            pick_device(args.device)  # these fail before any training starts
+        except UnknownDeviceError as err:  # a misspelt value, like any bad option: status 2
+            p.error(_one_line(err))
         check_writable_folder(args.out)
         runs = [
             train_model(args.model, s, args.epochs, args.out, args.data_root, args.device, args.subset,
