@@ -100,3 +100,8 @@ def test_model_input_is_normalized_and_batched():
     x = to_model_input(torch.ones(28, 28), mean=0.5, std=0.25)
     assert x.shape == (1, 1, 28, 28) and torch.allclose(x, torch.full_like(x, 2.0))
     assert to_model_input(torch.zeros(3, 28, 28), 0.0, 1.0).shape == (3, 1, 28, 28)
+
+
+def test_a_digit_of_the_wrong_size_is_refused_with_the_way_to_make_one():
+    with pytest.raises(ValueError, match="must be 28 x 28.*mnist_steps"):
+        to_model_input(torch.zeros(20, 20), 0.13, 0.31)

@@ -117,6 +117,7 @@ def test_an_all_nan_batch_is_refused_not_scored():
     (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "to_normalized"),
     (torch.zeros(4, 1, 28, 28, dtype=torch.float64), "model's weights are torch.float32"),
     ([[0.0] * 28] * 28, "torch tensor"),
+    (torch.zeros(4, 1, 28, 28, device="meta"), "on meta but the model is on cpu: move them"),  # e.g. a GPU model
 ])
 def test_predict_and_evaluate_refuse_images_of_the_wrong_shape_or_type(x, message):
     model = build_model(seed=0)

@@ -80,7 +80,8 @@ def random_affine(
     The random numbers are drawn on x's device from `generator`, so nothing leaves the device.
     """
     if x.dim() != 4:
-        raise ValueError(f"random_affine expects an N x C x H x W batch, got shape {tuple(x.shape)}")
+        raise ValueError(f"random_affine expects an N x C x H x W batch, got shape {tuple(x.shape)}: e.g. "
+                         f"x.unsqueeze(1) for N x 28 x 28 images, x[None, None] for one 28 x 28 image")
     _check_fill(fill, "random_affine")
     theta = random_affine_params(len(x), degrees, translate, generator, x.device, scale).to(x.dtype)
     grid = affine_grid(theta, list(x.shape))

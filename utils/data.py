@@ -276,7 +276,7 @@ def iterate_batches(
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Batches of a whole-tensor split by index slicing, shuffled and augmented on x's device.
 
-    `augment` holds the keyword arguments of `random_affine` (degrees, translate, fill) and uses
+    `augment` holds the keyword arguments of `random_affine` (degrees, translate, fill, and scale or elastic if set) and uses
     the same generator, so a seeded generator makes the whole epoch reproducible.
     """
     n = len(x)

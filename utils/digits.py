@@ -130,5 +130,8 @@ def mnist_style(image: ImageLike) -> Tensor:
 
 def to_model_input(digits: Tensor, mean: float, std: float) -> Tensor:
     """28 x 28 (or N x 28 x 28) digits in [0, 1] as the normalized N x 1 x 28 x 28 batch a model takes."""
+    if tuple(digits.shape[-2:]) != (SIZE, SIZE):
+        raise ValueError(f"the digits must be {SIZE} x {SIZE} (or N x {SIZE} x {SIZE}), got shape {tuple(digits.shape)}: "
+                         f"make one from any image with utils.digits.mnist_steps(image)['mnist']")
     x = digits.float().reshape(-1, 1, SIZE, SIZE)
     return (x - mean) / std

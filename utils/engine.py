@@ -385,6 +385,9 @@ def check_images(model: nn.Module, x: Tensor, what: str = "images") -> None:
     if weight is not None and weight.dtype != x.dtype:
         raise InputError(f"the {what} are {x.dtype} but the model's weights are {weight.dtype}: "
                          f"convert them, e.g. x.to({weight.dtype})")
+    if weight is not None and weight.device != x.device:
+        raise InputError(f"the {what} are on {x.device} but the model is on {weight.device}: move them, "
+                         f"e.g. x.to('{weight.device}')")
 
 
 def check_labels(x: Tensor, y: Tensor) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import re
@@ -50,6 +51,13 @@ def pp(x: float, digits: int = 2) -> str:
 def pct(x: float, digits: int = 2) -> str:
     """0.99456 -> '99.46 %'."""
     return f"{100 * x:.{digits}f} %"
+
+
+def show_source(*objects) -> None:
+    """Display the source code of functions or classes as highlighted Python, in a notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown("\n".join(f"```python\n{inspect.getsource(o)}```" for o in objects)))
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
