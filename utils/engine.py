@@ -258,7 +258,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
         raise UnknownDeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N), mps, or leave it out "
-                          f"(None, or no --device) to take the best one available") from None
+                                 f"(None, or no --device) to take the best one available") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -416,7 +416,8 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
 
 @torch.no_grad()
 def evaluate_batches(
-    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], shifts=TTA_SHIFTS["none"], fill: Optional[float] = None
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], shifts=TTA_SHIFTS["none"],
+    fill: Optional[float] = None,
 ) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in eval mode over any iterable of (images, labels), optionally with TTA.
 
@@ -443,7 +444,8 @@ def evaluate_batches(
 
 
 def evaluate(
-    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000, shifts=TTA_SHIFTS["none"], fill: Optional[float] = None
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000, shifts=TTA_SHIFTS["none"],
+    fill: Optional[float] = None,
 ) -> tuple[float, float]:
     """(mean loss, accuracy) of the model in eval mode on whole tensors (`shifts`: test-time augmentation)."""
     check_images(model, x)
@@ -509,8 +511,9 @@ def fit(
     # With `config.ema`, an exponential moving average of the weights and BatchNorm statistics follows
     # training; it is the model that is validated and kept (the live weights' accuracy is logged too).
     ema = WeightEMA(model, config.ema) if config.ema else None
-    if log and short_average_note(config, steps):
-        log(short_average_note(config, steps))
+    note = short_average_note(config, steps)
+    if log and note:
+        log(note)
     # The kept model can also be the average of the live weights since epoch `swa_start` (SWA), and its BatchNorm
     # statistics can be measured afresh on BN_IMAGES training images; with `distill`, the model kept at the end
     # of an epoch teaches the live one through the next. SWA and fresh statistics draw no random numbers, so the live

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 import torch
 from torch import Tensor
 
 
-def plot_history(history: dict, title: str = "", axes=None):
+def plot_history(history: dict, title: str = "", axes: Optional[Sequence[Axes]] = None) -> Sequence[Axes]:
     """Loss and accuracy per epoch, train vs validation, with the chosen (best-validation) epoch marked."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -38,7 +40,7 @@ def show_digits(
     title_colors: Optional[Sequence[str]] = None,
     size: float = 1.2,
     suptitle: str = "",
-):
+) -> Figure:
     """A grid of digits (N x 28 x 28 or N x 1 x 28 x 28), with an optional title under each."""
     images = images.detach().cpu().float().reshape(len(images), 28, 28)
     nrows = max(1, -(-len(images) // ncols))
@@ -56,7 +58,7 @@ def show_digits(
     return fig
 
 
-def plot_confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10, ax=None) -> Tensor:
+def plot_confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10, ax: Optional[Axes] = None) -> Tensor:
     """A heatmap of the confusion matrix (rows: true digit, columns: predicted); returns the matrix."""
     cm = confusion_matrix(true, pred, num_classes)
     if ax is None:
@@ -84,7 +86,7 @@ def confusion_matrix(true: Tensor, pred: Tensor, num_classes: int = 10) -> Tenso
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def plot_error_counts(cm: Tensor, ax=None) -> Tensor:
+def plot_error_counts(cm: Tensor, ax: Optional[Axes] = None) -> Tensor:
     """Misread images per true digit (the confusion matrix's rows without the diagonal), counted on the bars."""
     errors = cm.sum(1) - cm.diag()
     if ax is None:
@@ -100,7 +102,7 @@ def plot_error_counts(cm: Tensor, ax=None) -> Tensor:
 
 def show_errors(
     images: Tensor, true: Tensor, pred: Tensor, confidence: Tensor, threshold: float = 0.9, ncols: int = 10
-):
+) -> Figure:
     """Every given error, most confident first: 'true→predicted (confidence)', red above `threshold`, black below."""
     order = confidence.argsort(descending=True)
     conf = confidence[order].tolist()
@@ -113,7 +115,7 @@ def show_errors(
                                 f"({len(conf) - n_red})")
 
 
-def plot_train_live_ema(history: dict, ax=None, kept: str = "EMA"):
+def plot_train_live_ema(history: dict, ax: Optional[Axes] = None, kept: str = "EMA") -> Axes:
     """Error rate per epoch on a log scale: training batches, validation of the live weights and of their `kept` average (EMA or SWA)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.8))
@@ -135,7 +137,8 @@ def plot_train_live_ema(history: dict, ax=None, kept: str = "EMA"):
     return ax
 
 
-def plot_schedule(lrs: Sequence[float], momenta: Sequence[float], steps_per_epoch: int, axes=None):
+def plot_schedule(lrs: Sequence[float], momenta: Sequence[float], steps_per_epoch: int,
+                  axes: Optional[Sequence[Axes]] = None) -> Sequence[Axes]:
     """Learning rate and momentum at every optimizer step, with epochs on the x-axis."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 3.2))
@@ -149,7 +152,7 @@ def plot_schedule(lrs: Sequence[float], momenta: Sequence[float], steps_per_epoc
     return axes
 
 
-def plot_robustness(curves: dict, strengths: dict, units: dict, marks: Optional[dict] = None, ncols: int = 4):
+def plot_robustness(curves: dict, strengths: dict, units: dict, marks: Optional[dict] = None, ncols: int = 4) -> Figure:
     """One panel per perturbation: accuracy (%) against strength, shared y-axis; `marks` shades the range seen in training."""
     nrows = -(-len(curves) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharey=True)
@@ -173,7 +176,7 @@ def plot_robustness(curves: dict, strengths: dict, units: dict, marks: Optional[
     return fig
 
 
-def show_steps(steps: dict, size: float = 2.2):
+def show_steps(steps: dict, size: float = 2.2) -> Figure:
     """The stages of a preprocessing pipeline side by side (name: H x W image), each with its shape."""
     fig, axes = plt.subplots(1, len(steps), figsize=(size * len(steps), size * 1.15))
     for ax, (name, img) in zip(axes, steps.items()):
@@ -185,7 +188,7 @@ def show_steps(steps: dict, size: float = 2.2):
     return fig
 
 
-def plot_probabilities(probs: Tensor, ax=None):
+def plot_probabilities(probs: Tensor, ax: Optional[Axes] = None) -> Axes:
     """The ten class probabilities as bars, the predicted class in red, each bar labelled."""
     probs = probs.detach().cpu().flatten()
     if ax is None:
@@ -207,7 +210,8 @@ def step_colors(names: Sequence[str]) -> dict[str, tuple]:
     return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
-def plot_val_overlay(histories: dict[str, dict], zoom_within: float = 0.01, axes=None, colors: Optional[dict] = None):
+def plot_val_overlay(histories: dict[str, dict], zoom_within: float = 0.01, axes: Optional[Sequence[Axes]] = None,
+                     colors: Optional[dict] = None) -> Sequence[Axes]:
     """Every run's validation accuracy per epoch on shared axes: all epochs, and the last half zoomed to where runs differ.
 
     The left panel starts 5 points below the lowest last-epoch accuracy (earlier epochs under it are
@@ -257,8 +261,8 @@ def spread_positions(values: Sequence[float], min_gap: float, lo: float = float(
     return out
 
 
-def plot_params_vs_error(points: dict[str, tuple[int, float]], ax=None, colors: Optional[dict] = None,
-                         budget: Optional[int] = None):
+def plot_params_vs_error(points: dict[str, tuple[int, float]], ax: Optional[Axes] = None, colors: Optional[dict] = None,
+                         budget: Optional[int] = None) -> Axes:
     """Parameters against validation error (log scale), one point per step, labels in a column beside the axes (no overlap).
 
     `points` maps a name to (parameters, validation accuracy in [0, 1]); `budget` draws a vertical line.
@@ -293,7 +297,7 @@ def plot_params_vs_error(points: dict[str, tuple[int, float]], ax=None, colors: 
     return ax
 
 
-def show_windows(image: Tensor, windows: Sequence[dict], ax=None, title: str = ""):
+def show_windows(image: Tensor, windows: Sequence[dict], ax: Optional[Axes] = None, title: str = "") -> Axes:
     """A digit with squares drawn on it: each window is {"centre": (row, col), "size": px, "label": str, "color": str}."""
     from matplotlib.patches import Rectangle
 
@@ -333,7 +337,7 @@ def digit_boxes(images: Tensor) -> dict[str, Tensor]:
             "row": (x.sum(2) * idx).sum(1) / mass, "col": (x.sum(1) * idx).sum(1) / mass}
 
 
-def show_perturbed(example: Tensor, rows: dict, size: float = 1.1):
+def show_perturbed(example: Tensor, rows: dict, size: float = 1.1) -> Figure:
     """One digit (28 x 28, in [0, 1]) under each perturbation (rows) at each strength (columns), on a fixed 0..1 scale."""
     ncols = max(len(strengths) for _, strengths in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(size * (ncols + 1.2), size * 1.15 * len(rows)), squeeze=False)
@@ -352,7 +356,7 @@ def show_perturbed(example: Tensor, rows: dict, size: float = 1.1):
     return fig
 
 
-def plot_z_scores(rows: Sequence[dict], clip: float = 6.0, ax=None):
+def plot_z_scores(rows: Sequence[dict], clip: float = 6.0, ax: Optional[Axes] = None) -> Axes:
     """Each candidate's gain over its base in standard errors (`utils.report.search_z_scores`), one dot per candidate.
 
     The shaded band is |z| < 2, where about 95 % of candidates that change nothing would fall; dots beyond `clip`
