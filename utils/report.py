@@ -1088,8 +1088,11 @@ def late_round_outcome(n: int, results: Path = RESULTS) -> Optional[dict]:
 
 
 def _powered_outcome(n: int, rows: dict) -> Optional[dict]:
-    """A many-seed round's rule (one with "min_z"): gain, its standard error and z over seeds 1-K; None below min_seeds."""
+    """A many-seed round's rule (one with "min_z"): one candidate's gain, its standard error and z over seeds 1-K; None below min_seeds."""
     rule = LATE_RULES[n]
+    if len(rule["candidates"]) != 1:
+        raise ValueError(f"round {n}'s rule has min_z, which compares one candidate with its base; it names "
+                         f"{len(rule['candidates'])}: give each candidate its own round")
     names = ("base", *rule["candidates"])
     if not all(k in rows for k in names):
         return None
