@@ -363,14 +363,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--data-root", default=None, help="folder holding MNIST/raw (default: $MNIST_ROOT, else data/)")
     ap.add_argument("--out", default=str(OUT), help="the results file to merge into (default: benchmarks/results.json)")
     ap.add_argument("--render-only", action="store_true",
-                    help="measure nothing: rewrite the stored table from the stored measurements")
+                    help="measure nothing: rewrite the stored table from the stored measurements, and print it")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
         print(json.dumps(WORKERS[spec.pop("name")](**spec)))
         return 0
-    out = Path(args.out)
+    if args.rounds < 1 or args.batches < 1:
+        ap.error(f"--rounds and --batches must be at least 1, got {args.rounds} and {args.batches}")
+    out = Path(args.out).expanduser()
+    if not args.out.strip() or out.is_dir():
+        ap.error(f"--out must name a JSON file, got {args.out!r}")
     results = json.loads(out.read_text()) if out.is_file() else {}
     if args.render_only:
         if not any(m in results for m in MODES):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from utils.data import load_mnist_arrays
-from utils.engine import pick_device
+from utils.engine import UnknownDeviceError, pick_device
 from utils.models import STEPS, TUNING_BASE, split_overrides
 from utils.train import PUBLISHED as RESULTS, RUNS, USER_ERRORS  # the published runs, a learner's own (ignored by git)
 
@@ -397,31 +397,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unknown = [n for n in args.only or [] if n not in table]
     if unknown:
         ap.error(f"round {args.round} has no variation {', '.join(map(repr, unknown))}; its variations: {' '.join(table)}")
-    if args.confirm:
-        from utils.report import LATE_RULES
+    names = args.only or list(table)
+    if args.confirm:  # stage 2: the finalist of the published stage 1 (if any), on the round's fresh seeds
+        from utils.report import LATE_RULES, round_finalist
 
         two_stage = [r for r, rule in LATE_RULES.items() if "confirm" in rule]
         if args.round not in two_stage:
             ap.error(f"round {args.round} has one stage, so --confirm has nothing to train; the two-stage rounds: "
                      f"{' '.join(map(str, two_stage))}")
-    names = args.only or list(table)
+        finalist, seeds = round_finalist(args.round), LATE_RULES[args.round]["confirm"]
+        names, out = ([finalist] if finalist else []), confirm_folder(out)
+        if not (args.names or args.seeds):
+            print(f"round {args.round}, stage 1: " + (f"{finalist} goes on to seeds {list(seeds)}" if finalist
+                                                     else "no candidate goes on"), flush=True)
     if args.names or args.seeds:
         print(" ".join(names) if args.names else " ".join(map(str, seeds)))
         return 0
-    if args.confirm:
-        from utils.report import LATE_RULES, round_finalist
-
-        finalist, seeds = round_finalist(args.round), LATE_RULES[args.round]["confirm"]
-        print(f"round {args.round}, stage 1: " + (f"{finalist} goes on to seeds {list(seeds)}" if finalist
-                                                 else "no candidate goes on"), flush=True)
-        names, out = ([finalist] if finalist else []), confirm_folder(out)
     todo = [(n, s) for s in seeds for n in names if not (out / f"{n}_seed{s}.json").is_file()]
     if args.list:
-        print(f"{len(todo)} of {len(names) * len(seeds)} runs missing: {todo}")
+        print(f"{len(todo)} of {len(names) * len(seeds)} runs missing"
+              + (": " + ", ".join(f"{n} seed {s}" for n, s in todo) if todo else "") + f" (in {out})")
         return 0
     try:  # what every run needs, checked once before the first starts
         pick_device(args.device)
         load_mnist_arrays(args.data_root)  # downloaded if missing; its files checked
+    except UnknownDeviceError as err:  # a misspelt value, like any bad option: status 2
+        ap.error(" ".join(str(err).split()))
     except USER_ERRORS as err:
         print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1

@@ -45,3 +45,13 @@ def test_render_only_without_measurements_says_what_to_do(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_speed.main(["--render-only", "--out", str(tmp_path / "none.json")])
     assert "run the benchmark without --render-only first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [(["--rounds", "0"], "--rounds and --batches must be at least 1"),
+                                        (["--batches", "-1"], "--rounds and --batches must be at least 1"),
+                                        (["--render-only", "--out", ""], "--out must name a JSON file"),
+                                        (["--render-only", "--out", "/"], "--out must name a JSON file")])
+def test_bad_settings_stop_before_anything_is_measured(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_speed.main(argv)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err

@@ -125,13 +125,14 @@ def bad_inputs(tmp_path):
         (["--threads", "-1"], 2, "--threads must be at least 1"),
         (["--threads", "0"], 2, "--threads must be at least 1"),
         (["--epochs", "20"], 2, "fewer than 20"),
-        (["--epochs", "0"], 2, "between 1 and 19"),
+        (["--epochs", "0"], 2, "between 1 and 19 (the exercise allows fewer than 20), got 0"),
         (["--seed", "one"], 2, "invalid int value"),
         (["--model", "nope"], 2, "invalid choice"),
         (["--out", str(a_file)], 1, "is a file, not a folder"),
         (["--out", str(a_file / "runs")], 1, "cannot create the output folder"),
         (["--summarize", "--seeds", "1", "2", "--out", str(empty)], 1, "no run at"),
         (["--summarize", "--seeds", "1", "2", "--no-test"], 2, "--no-test runs do not have"),
+        (["--summarize", "--seeds", "1", "2", "--epochs", "5"], 2, "--epochs and --subset do not apply"),
         (["--summarize", "--seeds", "1", "2", "--out", str(mismatched)], 1, "sha256 differs"),
         (["--data-root", str(short_labels), "--subset", "4", "--out", str(tmp_path / "o")], 1,
          "9 labels for the 10 images"),
@@ -205,5 +206,5 @@ def test_a_bad_input_in_a_real_process_prints_one_line_and_exits_non_zero(tmp_pa
     run = subprocess.run([sys.executable, "-m", "utils.train", "--device", "tpu", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=repo_root())
     assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr.splitlines() == ["python -m utils.train: error: unknown device 'tpu': use cpu, cuda (cuda:N), "
-                                       "mps, or leave it out (None, or no --device) to take the best one available (see --help)"]
+    assert run.stderr.splitlines() == ["python -m utils.train: error: unknown device 'tpu': use cpu, cuda (cuda:N) "
+                                       "or mps, or leave the device out to take the best one available (see --help)"]

@@ -264,6 +264,8 @@ def test_a_run_too_short_for_its_averaged_weights_says_so():
 
     steps = 391  # one epoch of 50,000 images in batches of 128
     note = short_average_note(replace(STEPS[FINAL].config, epochs=1), steps)
-    assert note and "68 %" in note and "2996 steps, 8 epochs" in note
+    assert note and "68 %" in note and "2996 steps, 8 epochs of the whole training split" in note
+    # a subset's run is told what the whole split needs, not hundreds of its own tiny epochs
+    assert "8 epochs of the whole" in short_average_note(replace(STEPS[FINAL].config, epochs=1), 4)
     assert short_average_note(STEPS[FINAL].config, steps) is None  # the recipe's 15 epochs are long enough
     assert short_average_note(replace(STEPS[FINAL].config, ema=0.0, epochs=1), steps) is None

@@ -386,11 +386,17 @@ def test_the_report_command_checks_rewrites_and_refuses_a_wrong_file(tmp_path, c
     stale = tmp_path / "README.md"
     current = (ROOT / "README.md").read_text()
     stale.write_text(current.replace("<!-- begin:pick -->\n", "<!-- begin:pick -->\nstale line\n", 1))
-    assert main(["--check", "--readme", str(stale)]) == 1 and "out of date" in capsys.readouterr().out
+    assert main(["--check", "--readme", str(stale)]) == 1
+    assert f"in 1 of its 47 generated blocks (pick): run python -m utils.report --readme {stale}" in capsys.readouterr().out
     assert main(["--readme", str(stale)]) == 0 and stale.read_text() == current
+    assert "1 of its 47 generated blocks rewritten (pick)" in capsys.readouterr().out
     assert main(["--check", "--readme", str(stale)]) == 0 and "are current" in capsys.readouterr().out
+    unknown, unclosed = tmp_path / "unknown.md", tmp_path / "unclosed.md"
+    unknown.write_text("<!-- begin:bogus -->\nx\n<!-- end:bogus -->\n")
+    unclosed.write_text("<!-- begin:pick -->\nx\n")
     for wrong, says in ((tmp_path / "missing.md", "is not a file"), (tmp_path, "is not a file"),
-                        (ROOT / "pyproject.toml", "has no <!-- begin:NAME --> blocks")):
+                        (ROOT / "pyproject.toml", "has no <!-- begin:NAME --> blocks"),
+                        (unknown, "cannot render: bogus"), (unclosed, "the block pick has no <!-- end:NAME -->")):
         with pytest.raises(SystemExit) as exit_:
             main(["--readme", str(wrong)])
         assert exit_.value.code == 2 and says in capsys.readouterr().err

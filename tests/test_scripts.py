@@ -6,6 +6,7 @@ import re
 import subprocess
 
 import pytest
+import torch
 
 from utils import engine, report, train
 from utils.data import repo_root
@@ -82,9 +83,13 @@ def test_try_recipes_refuses_a_bad_choice_in_one_line_before_anything_runs(argv,
 
 def test_try_recipes_checks_the_device_before_the_first_run(capsys, monkeypatch):
     monkeypatch.setattr(try_recipes.subprocess, "run", lambda *a, **k: pytest.fail("a run was started"))
-    assert try_recipes.main(["--only", "batch64", "--device", "tpu"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown device 'tpu'" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_:  # a misspelt device is a bad value, as in utils.train
+        try_recipes.main(["--only", "batch64", "--device", "tpu"])
+    assert exit_.value.code == 2 and "unknown device 'tpu'" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # a device this machine lacks: what the run needs, status 1
+        assert try_recipes.main(["--only", "batch64", "--device", "cuda"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "CUDA is not available" in err and "Traceback" not in err
 
 
 def test_try_recipes_starts_no_more_runs_after_one_fails(tmp_path, capsys, monkeypatch):

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .augment import shift_images
-from .data import MNISTSplits, iterate_batches, num_batches
+from .data import N_TRAIN, MNISTSplits, iterate_batches, num_batches
 
 CHECKPOINT_FORMAT = "mnist-under-20k/1"
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
@@ -257,8 +257,8 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
     try:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
-        raise UnknownDeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N), mps, or leave it out "
-                                 f"(None, or no --device) to take the best one available") from None
+        raise UnknownDeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N) or mps, or leave the "
+                                 f"device out to take the best one available") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -266,7 +266,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
         if count == 0:
             why = "torch was built without CUDA" if not torch.backends.cuda.is_built() else "no GPU is visible"
             raise DeviceError(f"device {preferred!r} asked for, but CUDA is not available here ({why}): "
-                              f"use cpu, or leave the device out (None, or no --device) to take the best one available")
+                              f"use cpu, or leave the device out to take the best one available")
         if device.index is not None and device.index >= count:
             raise DeviceError(f"device {preferred!r} asked for, but this machine has {count} CUDA device(s): "
                               f"use cuda:0 to cuda:{count - 1}")
@@ -275,7 +275,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
     is_available = getattr(backend, "is_available", None)
     if not (callable(is_available) and is_available()):
         raise DeviceError(f"device {preferred!r} is not available on this machine: use cpu, "
-                          f"or leave the device out (None, or no --device) to take the best one available")
+                          f"or leave the device out to take the best one available")
     return device
 
 
@@ -472,12 +472,12 @@ def short_average_note(config: TrainConfig, steps_per_epoch: int) -> Optional[st
     if start_share <= SHORT_AVERAGE_SHARE:
         return None
     needed = math.ceil(1 + math.log(SHORT_AVERAGE_SHARE) / math.log(config.ema))
-    epochs_needed = f"{math.ceil(needed / steps_per_epoch)} epochs"
+    full_epochs = math.ceil(needed / num_batches(N_TRAIN, config.batch_size))
     return (f"note: the kept weights are an exponential moving average (decay {config.ema:g}) of the live ones; "
             f"after this run's {updates} optimizer steps {100 * start_share:.0f} % of it is still the first step's "
             f"nearly random weights, so its validation and test accuracy can stay near chance (10 %). Train longer "
             f"to judge the model: the average forgets its start to {100 * SHORT_AVERAGE_SHARE:.0f} % after "
-            f"{needed} steps, {epochs_needed} of this size.")
+            f"{needed} steps, {full_epochs} epochs of the whole training split.")
 
 
 def fit(

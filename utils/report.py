@@ -1274,19 +1274,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not readme.is_file():
         p.error(f"--readme {readme} is not a file: give the README.md to render")
     old = readme.read_text()
-    blocks = len(re.findall(r"<!-- begin:\w+ -->", old))
-    if blocks == 0:
+    names = re.findall(r"<!-- begin:(\w+) -->", old)
+    if not names:
         p.error(f"{readme} has no <!-- begin:NAME --> blocks to render: give the repository's README.md")
+    unknown = [n for n in names if n not in BLOCKS]
+    if unknown:
+        p.error(f"{readme} has a block this module cannot render: {', '.join(unknown)} (it renders "
+                f"{', '.join(BLOCKS)})")
+    unclosed = [n for n in names if f"<!-- end:{n} -->" not in old.split(f"<!-- begin:{n} -->", 1)[1]]
+    if unclosed:
+        p.error(f"{readme}: the block {', '.join(unclosed)} has no <!-- end:NAME --> after its begin")
     new = render(old)
+    stale = [n for n in names if _block(old, n) != _block(new, n)]
     if args.check:
-        if new != old:
-            print(f"{readme} is out of date with the result files: run python -m utils.report")
+        if stale:
+            again = "python -m utils.report" + ("" if readme == ROOT / "README.md" else f" --readme {readme}")
+            print(f"{readme} is out of date with the result files in {len(stale)} of its {len(names)} generated "
+                  f"blocks ({', '.join(stale)}): run {again}")
             return 1
-        print(f"{readme}: its {blocks} generated blocks are current")
+        print(f"{readme}: its {len(names)} generated blocks are current")
         return 0
     readme.write_text(new)
-    print(f"{readme}: {blocks} generated blocks " + ("rewritten" if new != old else "already current, unchanged"))
+    print(f"{readme}: {len(stale)} of its {len(names)} generated blocks rewritten" + (f" ({', '.join(stale)})" if stale else ""))
     return 0
+
+
+def _block(text: str, name: str) -> str:
+    """What stands between a generated block's begin and end markers."""
+    return text.split(f"<!-- begin:{name} -->", 1)[1].split(f"<!-- end:{name} -->", 1)[0]
 
 if __name__ == "__main__":
     raise SystemExit(main())

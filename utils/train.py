@@ -262,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.epochs is not None and not 1 <= args.epochs < 20:
-        p.error("--epochs must be between 1 and 19 (the exercise allows fewer than 20)")
+        p.error(f"--epochs must be between 1 and 19 (the exercise allows fewer than 20), got {args.epochs}")
     if args.seeds and args.seed is not None:
         p.error(f"give --seed or --seeds, not both (--seeds {' '.join(map(str, args.seeds))} trains those seeds)")
     seeds = args.seeds or [1 if args.seed is None else args.seed]
@@ -277,6 +277,8 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         p.error(f"--threads must be at least 1, got {args.threads}; leave it out for torch's choice")
     if args.summarize and args.no_test:
         p.error("--summarize reads test accuracies, which --no-test runs do not have")
+    if args.summarize and (args.epochs is not None or args.subset is not None):
+        p.error("--summarize trains nothing, so --epochs and --subset do not apply: it reads them from the runs")
     if args.out is not None and not args.out.strip():
         p.error("--out is empty: give a folder, or leave --out out to write to runs/")
     args.out = Path(args.out).expanduser() if args.out is not None else RUNS
