@@ -80,6 +80,15 @@ def test_a_failed_download_leaves_no_empty_folders_behind(monkeypatch, tmp_path)
     assert tmp_path.is_dir() and not (tmp_path / "MNIST").exists()  # the user's own folder stays
 
 
+def test_the_download_error_gives_each_reason_once_not_every_mirrors_address():
+    one = RuntimeError("Error downloading x.gz: Tried https://a/, got: <urlopen error down> Tried http://b/, got: "
+                       "<urlopen error down>")
+    two = RuntimeError("Error downloading x.gz: Tried https://a/, got: HTTP 404 Tried http://b/, got: timed out")
+    assert data._download_error(one) == "<urlopen error down>, from every mirror"
+    assert data._download_error(two) == "HTTP 404; timed out"
+    assert data._download_error(PermissionError("denied")) == "denied"
+
+
 def test_missing_data_with_download_off_says_so(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="downloading is switched off"):
         load_mnist_arrays(tmp_path, download=False)

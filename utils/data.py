@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +102,19 @@ def load_mnist_arrays(
             MNIST(str(root), train=train, download=True)
         except Exception as err:  # urllib, socket, checksum or permission errors alike
             _remove_empty(created)  # a failed try leaves no empty data/MNIST/raw behind
-            why = " ".join(str(err).split())
-            raise DatasetNotFoundError(_missing_message(root, f"the download failed ({why})")) from None
+            raise DatasetNotFoundError(_missing_message(root, f"the download failed ({_download_error(err)})")) from None
     check_raw_files(root, train)
     ds = MNIST(str(root), train=train, download=False)
     return ds.data, ds.targets
+
+
+def _download_error(err: Exception) -> str:
+    """torchvision's download error in brief: each distinct reason once, not every mirror's address."""
+    text = " ".join(str(err).split())
+    reasons = list(dict.fromkeys(re.findall(r"got: (.*?)(?= Tried |$)", text)))
+    if not reasons:
+        return text
+    return f"{reasons[0]}, from every mirror" if len(reasons) == 1 else "; ".join(reasons)
 
 
 def _remove_empty(folders: list[Path]) -> None:
