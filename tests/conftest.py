@@ -5,6 +5,13 @@ import pytest
 from utils.data import DatasetNotFoundError, load_splits, resolve_data_root
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_for_the_fake_mirror(monkeypatch):
+    """The offline tests point the download at 127.0.0.1:9, which must fail at once, not wait on a proxy."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def data_root():
     """The MNIST root the tests read; fails (not skips) with the loader's message when it is missing."""

@@ -173,3 +173,9 @@ def test_the_test_split_is_checked_against_its_own_count(tmp_path):
 def test_a_subset_must_hold_at_least_one_image(data_root):
     with pytest.raises(ValueError, match="positive"):
         load_splits(data_root, subset=0, download=False)
+
+
+def test_a_subset_is_normalized_with_the_whole_training_splits_statistics(full_splits, small_splits):
+    # a smoke run's inputs are scaled as the real model's are, so its checkpoint's mean and std are the real ones
+    assert (small_splits.mean, small_splits.std) == (full_splits.mean, full_splits.std)
+    assert len(small_splits.train_x) == len(small_splits.val_x) == 512

@@ -75,6 +75,7 @@ def test_the_box_is_placed_with_its_centre_of_mass_at_the_centre_and_kept_inside
     out = centre_by_mass(box)
     cy, cx = _centre_of_mass(out)
     assert abs(cy - SIZE / 2) <= 0.5
+    assert abs(cx - SIZE / 2) <= 0.5  # by mass: centring the box itself would put the mass near x = 9.5
     assert out.sum() == box.sum(), "nothing cut off"
     with pytest.raises(ValueError):
         centre_by_mass(torch.ones(30, 10))
@@ -94,6 +95,16 @@ def test_the_shipped_sample_is_a_readable_digit_and_every_step_is_returned():
     steps = mnist_steps(SAMPLE)
     assert list(steps) == ["grayscale", "ink", "cropped", "box", "mnist"]
     assert max(steps["box"].shape) == BOX and steps["mnist"].shape == (SIZE, SIZE)
+
+
+def test_the_shipped_model_reads_the_shipped_sample_as_the_2_it_is_drawn_as():
+    # notebook 04's "try your own digit" end to end: file -> MNIST-style 28 x 28 -> normalized batch -> prediction
+    from utils.engine import load_trained_model, predict
+    from utils.models import FINAL
+
+    model, info = load_trained_model(repo_root() / "results" / f"{FINAL}_seed1.pt")
+    probs = predict(model, to_model_input(mnist_style(SAMPLE), info["mean"], info["std"])).exp()[0]
+    assert probs.argmax().item() == 2 and probs.max() > 0.9  # samples/draw_my_digit.py draws a "2"
 
 
 def test_model_input_is_normalized_and_batched():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from utils.config import TrainConfig
+from utils.data import repo_root
 from utils.engine import (CheckpointError, DeviceError, InputError, evaluate, fit, load_checkpoint, load_trained_model,
                           pick_device, predict, round_to_tf32, save_checkpoint, tf32_convolutions,
                           with_tf32_convolutions)
@@ -135,10 +136,9 @@ def test_evaluate_refuses_labels_that_do_not_fit_the_images():
 
 
 def test_the_device_is_chosen_automatically_or_as_asked():
-    expected = "cuda" if torch.cuda.is_available() else None
-    assert pick_device().type in {"cuda", "mps", "cpu"}
-    if expected:
-        assert pick_device().type == expected
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    assert pick_device().type == pick_device("auto").type == expected
     assert pick_device("cpu") == torch.device("cpu")
     # a notebook's DEVICE goes through the same checks as the command line's --device
     with pytest.raises(DeviceError, match="unknown device 'GPU'"):
@@ -183,7 +183,7 @@ def test_self_distillation_without_an_average_trains_the_live_model_in_training_
 def test_the_command_line_entry_runs_end_to_end(tmp_path, data_root):
     cmd = [sys.executable, "-m", "utils.train", "--epochs", "1", "--subset", "256", "--seeds", "1", "2",
            "--out", str(tmp_path), "--data-root", str(data_root), "--no-progress"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=repo_root())
     assert run.returncode == 0, run.stderr
     assert "epoch  1/1" in run.stdout and "test acc" in run.stdout
     metrics = json.loads((tmp_path / f"{FINAL}_seed1.json").read_text())
@@ -197,7 +197,8 @@ def test_the_command_line_entry_runs_end_to_end(tmp_path, data_root):
 
 
 def test_the_command_line_refuses_20_epochs_or_more():
-    run = subprocess.run([sys.executable, "-m", "utils.train", "--epochs", "20"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "utils.train", "--epochs", "20"], capture_output=True, text=True,
+                         timeout=120, cwd=repo_root())
     assert run.returncode == 2 and "fewer than 20" in run.stderr
 
 
@@ -205,7 +206,7 @@ def test_tf32_is_turned_off_inside_and_restored_after_through_one_torch_api():
     """--no-tf32 must not trip torch >= 2.9, which raises when its old and new TF32 flags are mixed (own process: global flags)."""
     code = ("import warnings; warnings.simplefilter('error'); from utils.engine import tf32_disabled, tf32_convolutions as on\n"
             "assert on()\nwith tf32_disabled():\n    assert not on()\nassert on()\nprint('ok')")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=repo_root())
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
@@ -255,6 +256,30 @@ def test_a_run_without_tf32_leaves_torchs_setting_as_it_found_it(tmp_path, data_
                           progress=False, log=lambda line: None, tf32=False)
     assert tf32_convolutions() and torch.backends.cudnn.allow_tf32  # restored, and the old flag still readable
     assert "cuda_tf32" not in metrics  # a CPU run has no TF32 to record
+    assert metrics["test_acc"] is None and metrics["test_loss"] is None  # test=False: the test set is not touched
+
+
+def test_a_summary_gives_the_seeds_mean_std_min_and_max():
+    from utils.train import summarize_seeds
+
+    run = {"model": FINAL, "parameters": 7464, "epochs": 15, "subset": None, "config": {}, "best_val_acc": 0.99,
+           "best_epoch": 15, "seconds": 1.0, "torch": "2.x", "device": "cpu", "cpu_threads": 2}
+    s = summarize_seeds([dict(run, seed=n, test_acc=acc) for n, acc in ((1, 0.9940), (2, 0.9950), (3, 0.9960))])
+    assert [r["seed"] for r in s["seeds"]] == [1, 2, 3]
+    assert (s["test_acc_min"], s["test_acc_max"]) == (0.9940, 0.9960)
+    assert s["test_acc_mean"] == pytest.approx(0.9950) and s["test_acc_std"] == pytest.approx(0.0010)  # n - 1
+
+
+def test_threads_set_on_the_command_line_are_the_ones_the_run_uses(tmp_path, monkeypatch):
+    from utils import train
+
+    seen, before = [], torch.get_num_threads()
+    monkeypatch.setattr(train, "train_model", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
+    try:
+        train.main(["--threads", "1", "--out", str(tmp_path), "--no-test"])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]  # and train_model records torch.get_num_threads() as the run's cpu_threads
 
 
 def test_a_run_too_short_for_its_averaged_weights_says_so():

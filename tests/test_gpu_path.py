@@ -19,8 +19,9 @@ from utils.robustness import PERTURBATIONS
 
 HOST_SYNC = "aten._local_scalar_dense.default"
 
-# Even fake CUDA tensors need a torch built with CUDA (pip's default build on Linux, which CI uses);
-# a CPU-only build (conda-forge's on a machine without a GPU, macOS) cannot make them.
+# Even fake CUDA tensors need a torch built with CUDA (pip's default build on Linux, which .ci/run and both jobs of
+# the GitHub workflow install: tests/test_workflow.py checks they use no CPU-only wheels); a CPU-only build
+# (conda-forge's on a machine without a GPU, macOS) cannot make them, and skips this module.
 pytestmark = pytest.mark.skipif(not torch.backends.cuda.is_built(),
                                 reason="this torch build has no CUDA support, so it cannot make fake CUDA tensors")
 

@@ -56,3 +56,13 @@ def test_each_job_installs_the_project_before_it_needs_it(job):
 
 def test_the_workflow_has_the_ci_job_and_the_colab_versions_job():
     assert set(JOBS) == {"test", "colab-versions"}
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_the_tests_run_on_a_cuda_built_torch_so_the_gpu_path_tests_are_not_skipped(job):
+    # tests/test_gpu_path.py makes fake CUDA tensors, which need torch built with CUDA (PyPI's Linux wheels);
+    # CPU-only wheels would skip it. Only the MNIST download step, outside the tests' environment, may use them.
+    lines = JOBS[job]
+    cpu_only = [i for i, ln in enumerate(lines) if "whl/cpu" in ln or "PIP_EXTRA_INDEX_URL" in ln]
+    for_the_download = [i for i in cpu_only if "torchvision.datasets import MNIST" in lines[i + 1]]
+    assert cpu_only == for_the_download, [lines[i].strip() for i in cpu_only]
