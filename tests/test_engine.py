@@ -294,3 +294,26 @@ def test_a_run_too_short_for_its_averaged_weights_says_so():
     assert "8 epochs of the whole" in short_average_note(replace(STEPS[FINAL].config, epochs=1), 4)
     assert short_average_note(STEPS[FINAL].config, steps) is None  # the recipe's 15 epochs are long enough
     assert short_average_note(replace(STEPS[FINAL].config, ema=0.0, epochs=1), steps) is None
+
+
+def test_the_schedules_change_the_learning_rate_per_batch_as_their_recipes_say():
+    from utils.engine import make_optimizer
+
+    def lrs(config, steps=10):
+        opt, sched = make_optimizer(build_model(seed=0), config, steps)
+        out = []
+        for _ in range(config.epochs * steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    one = lrs(TrainConfig(epochs=3, lr=0.2, schedule="onecycle"))
+    assert max(one) == pytest.approx(0.2) and one[0] < 0.2 / 10 and one[-1] < one[0]  # up to lr, then far below
+    assert 0.2 < one.index(max(one)) / len(one) < 0.4  # the peak about a third of the way in (torch's pct_start)
+    step = lrs(TrainConfig(epochs=4, lr=0.1, schedule="step", step_size=2, gamma=0.1))
+    assert step[:20] == [pytest.approx(0.1)] * 20 and step[20:] == [pytest.approx(0.01)] * 20  # step_size in epochs
+    assert set(lrs(TrainConfig(epochs=2, lr=0.05, schedule="constant"))) == {0.05}
+    for bad, says in ((dict(schedule="cosine"), "unknown schedule 'cosine'"), (dict(optimizer="rmsprop"), "unknown optimizer")):
+        with pytest.raises(ValueError, match=says):
+            make_optimizer(build_model(seed=0), TrainConfig(**bad), 10)

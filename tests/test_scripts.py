@@ -115,3 +115,25 @@ def test_try_tta_names_missing_data_in_one_line(tmp_path, capsys, monkeypatch):
     assert try_tta.main(["--data-root", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MNIST was not found" in err and "Traceback" not in err
+
+
+def test_a_tried_recipe_writes_validation_figures_only_to_the_learners_folder(tmp_path, monkeypatch, small_splits):
+    # the rounds decide on validation: a result file of a tried recipe holds no test number to be tempted by
+    from utils import data
+
+    history = {"best_val_acc": 0.99, "best_epoch": 2, "val_acc": [0.98, 0.99], "train_acc": [0.97, 0.98],
+               "live_val_acc": [0.97, 0.985]}
+    monkeypatch.setattr(try_recipes, "RUNS", tmp_path)
+    monkeypatch.setattr(data, "load_splits", lambda *a, **k: small_splits)
+    monkeypatch.setattr(engine, "fit", lambda *a, **k: history)
+    monkeypatch.setattr(engine, "tta_accuracies", lambda *a, **k: {"cross1": 0.99, "square1": 0.99})
+    name = next(iter(try_recipes.ROUNDS[3][0]))
+    threads = torch.get_num_threads()
+    try:
+        try_recipes.run_one(name, 1, round_=3)
+    finally:
+        torch.set_num_threads(threads)
+    written = list(tmp_path.rglob("*.json"))
+    assert [p.relative_to(tmp_path).as_posix() for p in written] == [f"tried_round3/{name}_seed1.json"]
+    result = json.loads(written[0].read_text())
+    assert result["best_val"] == 0.99 and not [k for k in result if "test" in k.lower()]

@@ -279,7 +279,9 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
     return device
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The optimizer and per-batch learning-rate scheduler that `config` names."""
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -304,7 +306,7 @@ def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
     optimizer: torch.optim.Optimizer,
-    scheduler=None,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
     label_smoothing: float = 0.0,
     progress: bool = True,
     desc: str = "train",
