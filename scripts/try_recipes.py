@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 from utils.data import load_mnist_arrays
 from utils.engine import UnknownDeviceError, pick_device
 from utils.models import STEPS, TUNING_BASE, split_overrides
-from utils.train import PUBLISHED as RESULTS, RUNS, USER_ERRORS  # the published runs, a learner's own (ignored by git)
+from utils.train import PUBLISHED as RESULTS, RUNS, USER_ERRORS, one_line, print_user_error  # RUNS: ignored by git
 
 OUT = RESULTS / "tried"
 SEEDS = (1, 2)
@@ -422,10 +422,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pick_device(args.device)
         load_mnist_arrays(args.data_root)  # downloaded if missing; its files checked
     except UnknownDeviceError as err:  # a misspelt value, like any bad option: status 2
-        ap.error(" ".join(str(err).split()))
+        ap.error(one_line(err))
     except USER_ERRORS as err:
-        print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1
+        return print_user_error(ap.prog, err)
     failed = []
 
     def launch(job):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -29,7 +28,7 @@ OUT = "tried_tta"
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Evaluate the final model's published checkpoints on validation with and without each TTA shift set."""
-    from utils.train import PUBLISHED, RUNS, USER_ERRORS
+    from utils.train import PUBLISHED, RUNS, USER_ERRORS, print_user_error
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  epilog="About five minutes on one CPU thread; trains nothing.")
@@ -41,8 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _evaluate_checkpoints(args, (PUBLISHED if args.publish else RUNS) / OUT)
     except USER_ERRORS as err:  # missing data, a missing or damaged checkpoint: one line, no traceback
-        print(f"{ap.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 1
+        return print_user_error(ap.prog, err)
 
 
 def _evaluate_checkpoints(args: argparse.Namespace, out: Path) -> int:

@@ -230,8 +230,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """An error's message on one line, however its text was wrapped."""
     return " ".join(str(err).split())
+
+
+def print_user_error(prog: str, err: BaseException) -> int:
+    """Print "<prog>: error: <message>" on one line to stderr, as argparse does; the exit status 1 to return."""
+    print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+    return 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -246,8 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"{p.prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 1
+        return print_user_error(p.prog, err)
     except (KeyboardInterrupt, Terminated) as err:
         if debug:
             raise
@@ -296,7 +302,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         try:
             pick_device(args.device)  # these fail before any training starts
         except UnknownDeviceError as err:  # a misspelt value, like any bad option: status 2
-            p.error(_one_line(err))
+            p.error(one_line(err))
         check_writable_folder(args.out)
         runs = [
             train_model(args.model, s, args.epochs, args.out, args.data_root, args.device, args.subset,
