@@ -56,7 +56,7 @@ VARIATIONS: dict[str, tuple[str, str, float, dict]] = {
 }
 
 
-# Round 2 (issue "A margin for every learner"): variations of the final recipe (6b), judged on validation;
+# Round 2, for a margin above the bar on every run: variations of the final recipe (6b), judged on validation;
 # each also reports the validation accuracy of its kept weights with test-time shifts (TTA).
 # Adoption rule, written down after seeds 1-2 of every variation and before any test number of a
 # candidate was read: among pad_nodrop_ema, pad_aug5 and pad_aug5_ema, the one with the highest
@@ -94,7 +94,7 @@ ROUND2: dict[str, tuple[str, str, float, dict]] = {
 }
 
 
-# Round 3 (issue "A margin for every learner", continued): variations of the final recipe (8_padding_ema) on
+# Round 3, the margin continued: variations of the final recipe (8_padding_ema) on
 # this machine's CPU (one thread per run), combining the round-2 changes that had helped on their own.
 # Adoption rule, written down before any of these runs started (and before any test number of a candidate
 # exists): among b64, wide and wide_b64, the one with the highest five-seed mean best-validation accuracy
@@ -258,11 +258,12 @@ ROUND12: dict[str, tuple[str, str, float, dict]] = {
 # 0.026 pp: a true gain of 0.03 pp reaches z >= 2 only about one time in five, and 21 candidates did not tell a small
 # real gain from luck. With 36 seeds per side the standard error falls to about 0.011 pp, so a true gain of 0.03 pp
 # reaches z >= 2 about 80 % of the time (utils.report.search_verdict's "seeds_for_margin"), and with no true gain z >= 2
-# comes by luck about one time in 44. The candidate was named before these runs, in the previous closing note on issue
-# 11: silu (+0.007 pp over its 10 CPU seeds), round 12's variation unchanged; one candidate, so no best-of-several luck.
-# The base is 10_separable on the same GPU kind and torch: its published GPU seeds 1-10 (results/gpu/, session 7) and
-# seeds 11-36, trained with the published command in the same job as silu's (`bash scripts/reproduce_results.sh gpu13`;
-# they are the published final model, so they are tested too, as every published seed is).
+# comes by luck about one time in 44. The candidate was named and written down before these runs, after round 12:
+# silu (+0.007 pp over its 10 CPU seeds), round 12's variation unchanged; one candidate, so no best-of-several luck.
+# The base is 10_separable on the same GPU kind and torch: its published GPU seeds 1-10 (results/gpu/, trained when
+# round 8 ran) and seeds 11-36, trained with the published command in the same job as silu's
+# (`bash scripts/reproduce_results.sh gpu13`; they are the published final model, so they are tested too, as every
+# published seed is).
 # Adoption rule, written down before any of these runs started (validation only; no test number of silu exists): silu
 # becomes the final model (step 11) if its mean best-validation accuracy over seeds 1-36 beats 10_separable's GPU seeds
 # 1-36 by at least 2 standard errors of the difference (se = sqrt(sd_silu^2 / n + sd_base^2 / n), the sds of the two
@@ -419,7 +420,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               + (": " + ", ".join(f"{n} seed {s}" for n, s in todo) if todo else "") + f" (in {out})")
         return 0
     try:  # what every run needs, checked once before the first starts
-        pick_device(args.device)
+        pick_device(args.device, left_out="to train on the CPU, as the published rounds did")
         load_mnist_arrays(args.data_root)  # downloaded if missing; its files checked
     except UnknownDeviceError as err:  # a misspelt value, like any bad option: status 2
         ap.error(one_line(err))

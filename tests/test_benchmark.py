@@ -1,16 +1,14 @@
 """The training-speed benchmark's stored table: what the README shows is what the code renders from the measurements."""
 
-import importlib.util
 import json
 
 import pytest
 
+from script_module import script_module
 from utils.data import repo_root
 
 ROOT = repo_root()
-_spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
-train_speed = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_speed)
+train_speed = script_module("benchmarks/train_speed.py")
 
 
 def test_stored_table_is_what_the_code_renders_from_the_stored_measurements():

@@ -186,10 +186,12 @@ def test_a_run_that_fails_before_the_end_writes_nothing_and_keeps_the_old_pair(t
 
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     from utils.engine import write_files_atomically
     from utils.train import raise_on_sigterm
+    # Ctrl-C as in a terminal: a test runner started as a background job passes SIGINT on ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     raise_on_sigterm()
     folder = Path(sys.argv[1])
     print("ready", flush=True)
@@ -208,10 +210,14 @@ def test_killing_a_writer_at_random_moments_leaves_a_whole_pair_and_no_temp_file
         folder.mkdir()
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder)], stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, cwd=repo_root())
-        assert child.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.05, 0.5))
-        child.send_signal(sig)
-        child.wait(timeout=60)
+        try:
+            assert child.stdout.readline().strip() == b"ready"
+            time.sleep(rng.uniform(0.05, 0.5))
+            child.send_signal(sig)
+            child.wait(timeout=60)
+        finally:  # a writer the signal did not stop must not go on writing after the test
+            child.kill()
+            child.wait()
         assert _temps(folder) == []
         pt, js = folder / "run.pt", folder / "run.json"
         if js.exists():

@@ -1,6 +1,7 @@
 """Every notebook runs top to bottom (papermill, smoke parameters) and is committed with its outputs."""
 
 import json
+import re
 from pathlib import Path
 
 import papermill as pm
@@ -60,3 +61,22 @@ def test_every_address_of_the_repository_agrees():
     for name, text in texts.items():
         badges = re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/", text)
         assert badges and set(badges) == {repo}, name
+
+
+def test_the_output_checks_read_a_batchnorm_the_same_on_every_torch_version():
+    # nbval compares the committed outputs (printed by one torch) with a fresh run (Colab's torch, say): torch 2.14
+    # prints BatchNorm's `bias=True`, 2.11 leaves it out, and the sanitizer must make the two one output.
+    import torch.nn as nn
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((NOTEBOOKS / "nbval_sanitize.cfg").read_text())
+
+    def sanitized(text):
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    older = "(1): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+    newer = "(1): BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
+    assert sanitized(newer) == sanitized(older) == older
+    assert sanitized(f"(1): {nn.BatchNorm2d(8)!r}") == older  # the torch installed here prints one of the two

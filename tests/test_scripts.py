@@ -1,6 +1,5 @@
 """The experiment scripts: a learner's runs of scripts/try_recipes.py and scripts/try_tta.py never touch results/."""
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -8,21 +7,12 @@ import subprocess
 import pytest
 import torch
 
+from script_module import script_module
 from utils import engine, report, train
 from utils.data import repo_root
 
 ROOT = repo_root()
-
-
-def _script(name: str):
-    """scripts/<name>.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-try_recipes, try_tta = _script("try_recipes"), _script("try_tta")
+try_recipes, try_tta = script_module("scripts/try_recipes.py"), script_module("scripts/try_tta.py")
 
 
 def test_every_round_writes_to_runs_unless_published():
@@ -66,7 +56,7 @@ def test_reproduce_results_publishes_every_script_run():
 @pytest.mark.parametrize("script", ["try_recipes", "try_tta"])
 def test_the_help_names_publish(script, capsys):
     with pytest.raises(SystemExit):
-        _script(script).main(["--help"])
+        script_module(f"scripts/{script}.py").main(["--help"])
     assert "--publish" in capsys.readouterr().out
 
 
@@ -85,7 +75,8 @@ def test_try_recipes_checks_the_device_before_the_first_run(capsys, monkeypatch)
     monkeypatch.setattr(try_recipes.subprocess, "run", lambda *a, **k: pytest.fail("a run was started"))
     with pytest.raises(SystemExit) as exit_:  # a misspelt device is a bad value, as in utils.train
         try_recipes.main(["--only", "batch64", "--device", "tpu"])
-    assert exit_.value.code == 2 and "unknown device 'tpu'" in capsys.readouterr().err
+    err = capsys.readouterr().err  # its default is the CPU, not the best device, and the advice says so
+    assert exit_.value.code == 2 and "unknown device 'tpu'" in err and "leave the device out to train on the CPU" in err
     if not torch.cuda.is_available():  # a device this machine lacks: what the run needs, status 1
         assert try_recipes.main(["--only", "batch64", "--device", "cuda"]) == 1
         err = capsys.readouterr().err

@@ -246,8 +246,10 @@ def check_config(config: TrainConfig) -> None:
                          f"epochs={config.epochs}, got {config.clean_epochs}")
 
 
-def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
-    """`preferred` if given (one unknown or absent here raises a `DeviceError` that says so), else CUDA, else MPS, else the CPU."""
+def pick_device(
+    preferred: Optional[str | torch.device] = None, *, left_out: str = "to take the best one available"
+) -> torch.device:
+    """`preferred` if given, else CUDA, else MPS, else the CPU; a bad `preferred` raises a `DeviceError` ending in `left_out`."""
     if not preferred or preferred == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -258,7 +260,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
         device = torch.device(preferred)
     except (RuntimeError, TypeError):
         raise UnknownDeviceError(f"unknown device {preferred!r}: use cpu, cuda (cuda:N) or mps, or leave the "
-                                 f"device out to take the best one available") from None
+                                 f"device out {left_out}") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -266,7 +268,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
         if count == 0:
             why = "torch was built without CUDA" if not torch.backends.cuda.is_built() else "no GPU is visible"
             raise DeviceError(f"device {preferred!r} asked for, but CUDA is not available here ({why}): "
-                              f"use cpu, or leave the device out to take the best one available")
+                              f"use cpu, or leave the device out {left_out}")
         if device.index is not None and device.index >= count:
             raise DeviceError(f"device {preferred!r} asked for, but this machine has {count} CUDA device(s): "
                               f"use cuda:0 to cuda:{count - 1}")
@@ -275,7 +277,7 @@ def pick_device(preferred: Optional[str | torch.device] = None) -> torch.device:
     is_available = getattr(backend, "is_available", None)
     if not (callable(is_available) and is_available()):
         raise DeviceError(f"device {preferred!r} is not available on this machine: use cpu, "
-                          f"or leave the device out to take the best one available")
+                          f"or leave the device out {left_out}")
     return device
 
 
