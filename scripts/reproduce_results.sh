@@ -28,7 +28,9 @@
 #                                               # stages) -> results/tried_round17{,_confirm}/
 #   bash scripts/reproduce_results.sh round18   # round 18 alone: channel attention after every separable conv
 #                                               # (validation only; two stages) -> results/tried_round18{,_confirm}/
-#   bash scripts/reproduce_results.sh rounds    # rounds 3-7, 10-12, 17 and 18 of variations (validation only) -> results/tried_round*/,
+#   bash scripts/reproduce_results.sh round19   # round 19 alone: a strided conv instead of the max-pool
+#                                               # (validation only; two stages) -> results/tried_round19{,_confirm}/
+#   bash scripts/reproduce_results.sh rounds    # rounds 3-7, 10-12 and 17-19 of variations (validation only) -> results/tried_round*/,
 #                                               # and round 9 (TTA, validation only) -> results/tried_tta/
 #
 # Runs go two at a time (JOBS), one CPU thread each (THREADS). This script is the only writer of results/:
@@ -77,7 +79,7 @@ two_stages() {  # N: round N's stage 1, then stage 2 (its finalist on fresh seed
   recipes --round "$1" --jobs "$JOBS"
   recipes --round "$1" --confirm --jobs "$JOBS"
 }
-rounds() {  # rounds 3-7, 10-12, 17 and 18: variations of the final (or < 20k) model of their time on this CPU, validation only
+rounds() {  # rounds 3-7, 10-12 and 17-19: variations of the final (or < 20k) model of their time on this CPU, validation only
   for n in 3 4 5 6 7; do recipes --round "$n" --jobs "$JOBS"; done
   python scripts/try_tta.py --publish  # round 9: TTA on the final model's published checkpoints, validation only, no training
   two_stages 10  # round 10: which weights are kept
@@ -85,6 +87,7 @@ rounds() {  # rounds 3-7, 10-12, 17 and 18: variations of the final (or < 20k) m
   two_stages 12  # round 12: SiLU instead of ReLU
   two_stages 17  # round 17: the separable stack padded, maps stay 14x14
   two_stages 18  # round 18: channel attention (ECA) after every separable conv
+  two_stages 19  # round 19: a strided conv instead of the max-pool
 }
 
 case "${1:-all}" in
@@ -104,6 +107,7 @@ case "${1:-all}" in
   rounds) rounds ;;
   round17) two_stages 17 ;;
   round18) two_stages 18 ;;
+  round19) two_stages 19 ;;
   final) multiseed "$FINAL" 10 results cpu ;;
   stretch) multiseed "$STRETCH" 5 results cpu ;;
   gpu)  # one job slot per CPU core; the GPU has room for all of them
@@ -172,7 +176,7 @@ case "${1:-all}" in
     train_seeds 1 36 "$FINAL" results/gpu_fp32_h100 cuda --no-tf32
     summarize "$FINAL" 10 results/gpu_fp32_h100
     ;;
-  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu_more [LAST]|gpu16|final36|stretch36|stretch_more [LAST]|rounds|round17|round18]" >&2
+  *) echo "usage: bash scripts/reproduce_results.sh [all|final|stretch|gpu|gpu13|gpu14|gpu15|gpu_more [LAST]|gpu16|final36|stretch36|stretch_more [LAST]|rounds|round17|round18|round19]" >&2
      exit 2 ;;
 esac
 python -m utils.report

@@ -88,6 +88,25 @@ def test_a_separable_conv_costs_a_depthwise_3x3_plus_a_1x1_and_grows_the_recepti
     assert depthwise["formula"] == "3·3·8"
 
 
+def test_a_strided_conv_halves_the_map_like_the_pool_it_replaces_and_costs_what_its_kernel_costs():
+    pooled, strided = Net(["c8p", "c16p", "M", "t8", "G"], dropout=0.1), Net(["c8p", "c16d", "t8", "G"], dropout=0.1)
+    assert count_parameters(strided) == count_parameters(pooled)  # the pool had no weights; the conv's are the same
+    assert [r["out"] for r in receptive_field(strided)][:4] == [28, 28, 14, 14]  # input, c8p, c16d, t8
+    assert receptive_field(strided)[2]["jump"] == 2 and final_receptive_field(strided) == 5
+    # computed at 14x14 positions, a quarter of the padded conv's 28x28
+    assert multiply_adds(strided)[1]["multiply_adds"] * 4 == multiply_adds(pooled)[1]["multiply_adds"]
+    sep = Net(["c8p", "c16p", "s8d", "G"], dropout=0.1)  # the depthwise 3x3 strides, its 1x1 does not
+    depthwise, pointwise = [m for m in sep.modules() if isinstance(m, nn.Conv2d)][2:4]
+    assert (depthwise.groups, depthwise.stride, pointwise.stride) == (16, (2, 2), (1, 1))
+    assert count_parameters(sep) == count_parameters(pooled) + 9 * 16
+    assert sep(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    # Dropout once the maps are small: after the strided conv itself, as after each layer past a pool (never the last)
+    assert [type(m).__name__ for m in strided.layers].count("Dropout") == 1
+    assert [type(m).__name__ for m in pooled.layers].count("Dropout") == 0
+    with pytest.raises(ValueError, match="unknown layer"):
+        Net(["c8", "t8d", "G"])  # a 1x1 conv does not stride here
+
+
 def test_parameter_table_explains_every_parameter_with_its_formula():
     for spec, batchnorm in [(["c8", "c16", "M", "c16", "G"], False), (list(STEPS[FINAL].spec), True)]:
         model = Net(spec, batchnorm=batchnorm)

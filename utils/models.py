@@ -41,13 +41,14 @@ class ChannelGate(nn.Module):
 
 
 class Net(nn.Module):
-    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size), `t8` 1x1 conv, `s16` separable 3x3 conv (`s16p`: padded), `M` max-pool, `G` GAP head.
+    """A small CNN described by a spec: `c16` 3x3 conv to 16 channels (`c16p`: padded, keeps the size; `c16d`: padded, stride 2, halves it), `t8` 1x1 conv, `s16` separable 3x3 conv (`s16p`, `s16d` likewise), `M` max-pool, `G` GAP head.
 
     A separable conv (`s`) is a depthwise 3x3 conv (one 3x3 filter per input channel, 9·C_in weights)
     followed by a 1x1 conv to the output channels (C_in·C_out), instead of 9·C_in·C_out weights.
     Every `c`, `t` and `s` layer is conv -> (BatchNorm) -> ReLU (or `activation`), then, after an `s` layer when
-    `attention` is "eca", a `ChannelGate`; then Dropout once the maps are small (after the first max-pool, where most of
-    the weights live and dropout costs little time), except the last conv before the head. `G` averages each channel over the whole map (GAP), then
+    `attention` is "eca", a `ChannelGate`; then Dropout once the maps are small (from the first max-pool or strided conv
+    on, where most of the weights live and dropout costs little time), except the last conv before the head. A strided
+    conv (`d`) computes its 3x3 windows two pixels apart, a learned downsampling in place of `M`. `G` averages each channel over the whole map (GAP), then
     a 1x1 conv maps the channels to the 10 classes. The output is log-probabilities (N x 10).
     """
 
@@ -71,20 +72,25 @@ class Net(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 pooled = True
                 continue
-            padded = kind in "cs" and token.endswith("p")
+            padded = kind in "cs" and token[-1] in "pd"  # a strided conv is padded too: 28 -> 14, as M does
+            stride = 2 if kind in "cs" and token.endswith("d") else 1
             digits = token[1:-1] if padded else token[1:]
             if kind not in "cts" or not digits.isdigit():
-                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, tN, sN, sNp, M or G)")
+                raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, cNd, tN, sN, sNp, sNd, M or G)")
             out = int(digits)
-            if kind == "s":
-                layers.append(nn.Conv2d(channels, channels, 3, padding=1 if padded else 0, groups=channels, bias=False))
+            if kind == "s":  # the depthwise 3x3 does the spatial work (and the striding); the 1x1 after it mixes
+                layers.append(nn.Conv2d(channels, channels, 3, stride=stride, padding=1 if padded else 0, groups=channels,
+                                        bias=False))
+                stride = 1
             k = 3 if kind == "c" else 1
-            layers.append(nn.Conv2d(channels, out, k, padding=1 if padded and k == 3 else 0, bias=not batchnorm))
+            layers.append(nn.Conv2d(channels, out, k, stride=stride, padding=1 if padded and k == 3 else 0,
+                                    bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(ACTIVATIONS[activation]())
             if kind == "s" and attention == "eca":
                 layers.append(ChannelGate())
+            pooled = pooled or token.endswith("d") and kind in "cs"
             if dropout and pooled and i != last_conv:
                 layers.append(nn.Dropout(dropout))
             channels = out

@@ -856,6 +856,7 @@ LATE_RULES: dict[int, dict] = {
          "min_z": 2.0},
     17: {"candidates": ("pad14",), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
     18: {"candidates": ("eca",), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
+    19: {"candidates": ("strided", "strided_sep"), "base": "10_separable", "confirm": (6, 7, 8, 9, 10)},
 }
 """The late rounds' adoption rules, written down before their runs started (comments in scripts/try_recipes.py):
 the candidate with the highest mean best-validation accuracy replaces the round's base (LATE_BASE unless named) if it
