@@ -72,25 +72,24 @@ class Net(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 pooled = True
                 continue
-            padded = kind in "cs" and token[-1] in "pd"  # a strided conv is padded too: 28 -> 14, as M does
-            stride = 2 if kind in "cs" and token.endswith("d") else 1
+            strided = kind in "cs" and token.endswith("d")
+            padded = strided or kind in "cs" and token.endswith("p")  # a strided conv is padded: 28 -> 14, like M
             digits = token[1:-1] if padded else token[1:]
             if kind not in "cts" or not digits.isdigit():
                 raise ValueError(f"unknown layer {token!r} in spec (use cN, cNp, cNd, tN, sN, sNp, sNd, M or G)")
             out = int(digits)
             if kind == "s":  # the depthwise 3x3 does the spatial work (and the striding); the 1x1 after it mixes
-                layers.append(nn.Conv2d(channels, channels, 3, stride=stride, padding=1 if padded else 0, groups=channels,
-                                        bias=False))
-                stride = 1
+                layers.append(nn.Conv2d(channels, channels, 3, stride=2 if strided else 1, padding=1 if padded else 0,
+                                        groups=channels, bias=False))
             k = 3 if kind == "c" else 1
-            layers.append(nn.Conv2d(channels, out, k, stride=stride, padding=1 if padded and k == 3 else 0,
-                                    bias=not batchnorm))
+            layers.append(nn.Conv2d(channels, out, k, stride=2 if strided and k == 3 else 1,
+                                    padding=1 if padded and k == 3 else 0, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(ACTIVATIONS[activation]())
             if kind == "s" and attention == "eca":
                 layers.append(ChannelGate())
-            pooled = pooled or token.endswith("d") and kind in "cs"
+            pooled = pooled or strided
             if dropout and pooled and i != last_conv:
                 layers.append(nn.Dropout(dropout))
             channels = out

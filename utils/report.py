@@ -1304,5 +1304,6 @@ def _block(text: str, name: str) -> str:
     """What stands between a generated block's begin and end markers."""
     return text.split(f"<!-- begin:{name} -->", 1)[1].split(f"<!-- end:{name} -->", 1)[0]
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
